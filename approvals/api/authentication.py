@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from approvals.models import Agent
+from approvals.services import agent_authenticate
+
+
+class AgentTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <agent token>``; the principal is the Agent itself."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: HttpRequest) -> tuple[Agent, Agent] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid Authorization header: expected 'Bearer <token>'.")
+        try:
+            token = header[1].decode()
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid token.") from None
+        agent = agent_authenticate(token)
+        if agent is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return agent, agent
+
+    def authenticate_header(self, request: HttpRequest) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class AgentTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = "approvals.api.authentication.AgentTokenAuthentication"
+    name = "agentToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer"}

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from approvals.models import Agent
+
+REVIEW_PERMISSION = "approvals.review_action"
+
+
+def is_reviewer(user: Any) -> bool:
+    return (
+        user is not None
+        and not isinstance(user, Agent)
+        and user.is_authenticated
+        and user.has_perm(REVIEW_PERMISSION)
+    )
+
+
+class IsAgent(BasePermission):
+    message = "This endpoint is for agents (Authorization: Bearer <agent token>)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, Agent)
+
+
+class IsEnabledAgent(IsAgent):
+    message = "This agent is disabled."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, Agent) and request.user.enabled
+
+
+class IsReviewer(BasePermission):
+    message = "Reviewers only: this needs the approvals.review_action permission."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return is_reviewer(request.user)
+
+
+class IsAgentOrReviewer(BasePermission):
+    message = "Agents (their own actions) and reviewers only."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.user, Agent):
+            return request.user.enabled
+        return is_reviewer(request.user)

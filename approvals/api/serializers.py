@@ -1,0 +1,154 @@
+"""Input serializers (parse and validate) and the one representation of an action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from approvals import policy
+from approvals.models import ActionType, LabelValue, ProposedAction, Verdict
+
+MAX_KEY_LENGTH = 255
+MAX_TRAJECTORY_STEPS = 2000
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (a mapping), not any JSON value."""
+
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        return data
+
+
+@extend_schema_field({"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]})
+class TrajectoryField(serializers.Field):
+    """Native steps, or {"format": "openai", "messages": [...]}; validated by normalising it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            steps = policy.normalize_trajectory(data)
+        except policy.TrajectoryError as exc:
+            raise serializers.ValidationError(f"{exc.path}: {exc.message}") from exc
+        if len(steps) > MAX_TRAJECTORY_STEPS:
+            raise serializers.ValidationError(f"at most {MAX_TRAJECTORY_STEPS} steps")
+        return {"raw": data, "steps": steps}
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class ProposeSerializer(serializers.Serializer):
+    action_type = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=ActionType.objects.all(),
+        error_messages={"does_not_exist": "Unknown action type {value}."},
+    )
+    params = JSONObjectField()
+    idempotency_key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False, allow_null=True)
+    confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
+    context = JSONObjectField(required=False)
+    trajectory = TrajectoryField(required=False, allow_null=True)
+    callback_url = serializers.URLField(required=False, allow_blank=True, max_length=2000)
+
+    def validate_confidence(self, value: Any) -> Any:
+        if isinstance(self.initial_data.get("confidence"), bool):
+            raise serializers.ValidationError("A valid number is required.")
+        return value
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=Verdict.choices)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+
+class LabelInputSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=LabelValue.choices)
+    tags = serializers.ListField(
+        child=serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$"), required=False, default=list, max_length=20
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+
+
+def action_representation(action: ProposedAction) -> dict[str, Any]:
+    """The action as the API, webhooks and the live pages show it (contract §2)."""
+    decision = getattr(action, "decision", None)
+    return {
+        "id": str(action.id),
+        "url": f"/api/v1/actions/{action.id}",
+        "review_url": f"/review/{action.id}",
+        "action_type": action.action_type.name,
+        "agent": action.agent.name,
+        "status": action.status,
+        "params": action.params,
+        "context": action.context,
+        "confidence": action.confidence,
+        "rationale": action.rationale,
+        "idempotency_key": action.idempotency_key,
+        "risk_score": action.risk_score,
+        "findings": action.findings,
+        "decision": None
+        if decision is None
+        else {
+            "verdict": decision.verdict,
+            "by": decision.by,
+            "reason": decision.reason,
+            "at": decision.created_at.isoformat().replace("+00:00", "Z"),
+        },
+        "policy_version": action.policy_version,
+        "audit_flagged": action.audit_flagged,
+        "escalated": action.escalated,
+        "sla_deadline": _iso(action.sla_deadline),
+        "expires_at": _iso(action.expires_at),
+        "created_at": _iso(action.created_at),
+        "evaluated_at": _iso(action.evaluated_at),
+        "decided_at": _iso(action.decided_at),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+class ActionSerializer(serializers.Serializer):
+    """Documents the representation; ``action_representation`` produces it."""
+
+    id = serializers.UUIDField()
+    url = serializers.CharField()
+    review_url = serializers.CharField()
+    action_type = serializers.CharField()
+    agent = serializers.CharField()
+    status = serializers.CharField()
+    params = serializers.JSONField()
+    context = serializers.JSONField()
+    confidence = serializers.FloatField(allow_null=True)
+    rationale = serializers.CharField()
+    idempotency_key = serializers.CharField(allow_null=True)
+    risk_score = serializers.FloatField(allow_null=True)
+    findings = serializers.ListField(child=serializers.DictField())
+    decision = serializers.DictField(allow_null=True)
+    policy_version = serializers.IntegerField(allow_null=True)
+    audit_flagged = serializers.BooleanField()
+    escalated = serializers.BooleanField()
+    sla_deadline = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, instance: ProposedAction) -> dict[str, Any]:
+        return action_representation(instance)
+
+
+class LabelSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    label = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    note = serializers.CharField()
+    author = serializers.CharField(source="author.username", allow_null=True)
+    created_at = serializers.DateTimeField()

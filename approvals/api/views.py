@@ -1,0 +1,203 @@
+"""Thin API views: parse, call a service or selector, serialize."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import django_filters
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals import events, selectors, services
+from approvals.api.permissions import IsAgentOrReviewer, IsEnabledAgent, IsReviewer
+from approvals.api.serializers import (
+    ActionSerializer,
+    DecisionInputSerializer,
+    LabelInputSerializer,
+    LabelSerializer,
+    ProposeSerializer,
+    action_representation,
+)
+from approvals.models import Agent, ProposedAction, Status
+
+ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
+WAIT = OpenApiParameter("wait", OpenApiTypes.NUMBER, description="Seconds to hold the response (0-30)")
+
+
+def wait_seconds(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError({"wait": ["Must be a number of seconds."]}) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValidationError({"wait": ["Must be between 0 and 30 seconds."]})
+    return min(value, float(settings.GATE_MAX_WAIT_SECONDS))
+
+
+def _held(request: Request, action: ProposedAction, done: Any) -> ProposedAction:
+    seconds = wait_seconds(request)
+    if not seconds or done(action):
+        return action
+    queryset = selectors.actions_visible_to(request.user)
+    return events.wait_for(str(action.id), seconds, lambda: queryset.get(pk=action.pk), done)
+
+
+class ActionCollectionView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=ProposeSerializer,
+        parameters=[WAIT, OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        responses={201: ActionSerializer, 200: ActionSerializer, 400: ERROR, 401: ERROR, 403: ERROR, 409: ERROR,
+                   413: ERROR},
+        summary="Propose an action",
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ParseError("The body must be a JSON object.")
+        data = dict(body)
+        header_key = request.headers.get("Idempotency-Key")
+        if header_key is not None:
+            if data.get("idempotency_key") not in (None, header_key):
+                raise ValidationError({"idempotency_key": ["Differs from the Idempotency-Key header."]})
+            data["idempotency_key"] = header_key
+        serializer = ProposeSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+
+        agent = request.user
+        if not isinstance(agent, Agent):
+            raise PermissionDenied("Only agents propose actions (Authorization: Bearer <agent token>).")
+        if not agent.enabled:
+            raise PermissionDenied("This agent is disabled.")
+        action_type = values["action_type"]
+        if not action_type.enabled:
+            raise PermissionDenied(f"Action type {action_type.name} is disabled.")
+        if not services.agent_may_propose(agent, action_type):
+            raise PermissionDenied(f"This agent may not propose {action_type.name} actions.")
+
+        trajectory = values.get("trajectory") or {"raw": None, "steps": []}
+        action, created = services.action_propose(
+            agent=agent,
+            action_type=action_type,
+            params=values["params"],
+            fingerprint=services.request_fingerprint(body),
+            trajectory_raw=trajectory["raw"],
+            trajectory=trajectory["steps"],
+            context=values.get("context"),
+            confidence=values.get("confidence"),
+            rationale=values.get("rationale", ""),
+            idempotency_key=values.get("idempotency_key"),
+            callback_url=values.get("callback_url", ""),
+        )
+        action = _held(request, action, lambda a: a.status != Status.PENDING)
+        return Response(action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ActionDetailView(APIView):
+    permission_classes = [IsAgentOrReviewer]
+
+    @extend_schema(parameters=[WAIT], responses={200: ActionSerializer, 401: ERROR, 403: ERROR, 404: ERROR},
+                   summary="Get an action")
+    def get(self, request: Request, action_id: str) -> Response:
+        action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
+        action = _held(request, action, lambda a: a.is_final)
+        return Response(action_representation(action))
+
+
+class ActionCancelView(APIView):
+    permission_classes = [IsEnabledAgent]
+
+    @extend_schema(request=None, responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
+                   summary="Withdraw an action")
+    def post(self, request: Request, action_id: str) -> Response:
+        action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
+        action = services.action_cancel(action_id=str(action.pk), agent=request.user)
+        return Response(action_representation(action))
+
+
+class ActionDecisionView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(request=DecisionInputSerializer, responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
+                   summary="Approve or reject a held action")
+    def post(self, request: Request, action_id: str) -> Response:
+        serializer = DecisionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        get_object_or_404(ProposedAction.objects.only("pk"), pk=action_id)
+        action = services.action_decide(action_id=action_id, user=request.user, **serializer.validated_data)
+        return Response(action_representation(action))
+
+
+class ActionLabelsView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(responses={200: LabelSerializer(many=True)}, summary="Labels of an action, newest first")
+    def get(self, request: Request, action_id: str) -> Response:
+        action = get_object_or_404(ProposedAction.objects.only("pk"), pk=action_id)
+        labels = action.labels.select_related("author")
+        return Response(LabelSerializer(labels, many=True).data)
+
+    @extend_schema(request=LabelInputSerializer, responses={201: LabelSerializer, 404: ERROR},
+                   summary="Record the ground truth of an action")
+    def post(self, request: Request, action_id: str) -> Response:
+        serializer = LabelInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        action = get_object_or_404(ProposedAction.objects.all(), pk=action_id)
+        label = services.label_create(action=action, author=request.user, **serializer.validated_data)
+        return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+class QueueFilter(django_filters.FilterSet):
+    action_type = django_filters.CharFilter(field_name="action_type__name")
+    agent = django_filters.CharFilter(field_name="agent__name")
+
+    class Meta:
+        model = ProposedAction
+        fields = ["action_type", "agent"]
+
+
+class ReviewQueueView(generics.ListAPIView):
+    permission_classes = [IsReviewer]
+    serializer_class = ActionSerializer
+    filterset_class = QueueFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.review_queue()
+
+
+class EvaluationSummaryView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("action_type", OpenApiTypes.STR), OpenApiParameter("since", OpenApiTypes.DATETIME)],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Automation rate and unsafe auto-approvals",
+    )
+    def get(self, request: Request) -> Response:
+        since_raw = request.query_params.get("since")
+        since = None
+        if since_raw:
+            try:
+                since = parse_datetime(since_raw)
+            except ValueError:
+                since = None
+            if since is None:
+                raise ValidationError({"since": ["Must be an ISO 8601 date-time."]})
+        return Response(
+            selectors.evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since)
+        )

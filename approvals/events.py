@@ -1,0 +1,97 @@
+"""Telling the world that an action changed: waiting API requests (Redis pub/sub) and open review
+pages (the Channels layer). Called only from transaction.on_commit, so nobody is told of a state
+that was rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+QUEUE_GROUP = "review_queue"
+_client_lock = threading.Lock()
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis | None:
+    global _client
+    if not settings.REDIS_URL:
+        return None
+    with _client_lock:
+        if _client is None:
+            _client = redis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30
+            )
+    return _client
+
+
+def _channel(action_id: str) -> str:
+    return f"gate:action:{action_id}"
+
+
+def action_changed(*, action_id: str, status: str, event: str, payload: dict[str, Any] | None = None) -> None:
+    """Publish a change. Failures are logged, never raised: the change itself is committed."""
+    client = _redis()
+    if client is not None:
+        try:
+            client.publish(_channel(action_id), status)
+        except redis.RedisError:
+            logger.warning("could not publish change of action %s", action_id, exc_info=True)
+    layer = get_channel_layer()
+    if layer is not None:
+        message = {"type": "action.changed", "event": event, "action_id": action_id, "status": status}
+        if payload is not None:
+            message["action"] = json.loads(json.dumps(payload, default=str))
+        try:
+            async_to_sync(layer.group_send)(QUEUE_GROUP, message)
+        except Exception:
+            logger.warning("could not push change of action %s to the review pages", action_id, exc_info=True)
+
+
+def wait_for(action_id: str, timeout: float, load: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
+    """Return ``load()`` once ``done`` holds for it or ``timeout`` seconds have passed.
+
+    With Redis, waits on the action's pub/sub channel (subscribed before the first read, so no
+    change is missed); embedded, polls the database with a growing interval.
+    """
+    deadline = time.monotonic() + timeout
+    client = _redis()
+    if client is not None:
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(_channel(action_id))
+        except redis.RedisError:
+            logger.warning("waiting on action %s without Redis", action_id, exc_info=True)
+        else:
+            try:
+                while True:
+                    current = load()
+                    remaining = deadline - time.monotonic()
+                    if done(current) or remaining <= 0:
+                        return current
+                    # Wake at least every second: a message published before the subscription
+                    # took effect is caught by the re-read.
+                    pubsub.get_message(timeout=min(remaining, 1.0))
+            except redis.RedisError:
+                logger.warning("lost Redis while waiting on action %s", action_id, exc_info=True)
+            finally:
+                pubsub.close()
+    interval = 0.005
+    while True:
+        current = load()
+        remaining = deadline - time.monotonic()
+        if done(current) or remaining <= 0:
+            return current
+        time.sleep(min(interval, remaining))
+        interval = min(interval * 2, 0.25)

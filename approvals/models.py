@@ -1,0 +1,264 @@
+"""Data and constraints of the gate. Behaviour lives in services.py, reads in selectors.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "Pending"
+    NEEDS_REVIEW = "needs_review", "Needs review"
+    AUTO_APPROVED = "auto_approved", "Auto-approved"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    BLOCKED = "blocked", "Blocked"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = frozenset(
+    {Status.AUTO_APPROVED, Status.APPROVED, Status.REJECTED, Status.BLOCKED, Status.EXPIRED, Status.CANCELLED}
+)
+
+
+class Mode(models.TextChoices):
+    GATE = "gate", "Gate (policy decides)"
+    REVIEW = "review", "Review (always a human)"
+    BLOCK = "block", "Block (never)"
+
+
+class OnFail(models.TextChoices):
+    REVIEW = "review", "Hold for review"
+    BLOCK = "block", "Block"
+    RISK = "risk", "Add risk"
+
+
+class Verdict(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class LabelValue(models.TextChoices):
+    SAFE = "safe", "Safe"
+    UNSAFE = "unsafe", "Unsafe"
+
+
+class ActionType(models.Model):
+    """A kind of tool call and the policy that gates it (contract §5)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    params_schema = models.JSONField(default=dict)
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.GATE)
+    base_risk = models.FloatField(default=0.0)
+    auto_approve_max_risk = models.FloatField(default=0.5)
+    block_min_risk = models.FloatField(null=True, blank=True)
+    min_confidence = models.FloatField(null=True, blank=True)
+    amount_path = models.CharField(max_length=200, blank=True)
+    max_auto_amount = models.FloatField(null=True, blank=True)
+    audit_sample_rate = models.FloatField(default=0.0)
+    builtin_checks = models.BooleanField(default=True)
+    review_sla_minutes = models.PositiveIntegerField(null=True, blank=True)
+    expire_after_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # The gate-wide policy version at which this type's policy was last set.
+    policy_version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(base_risk__gte=0) & Q(base_risk__lte=1), name="base_risk_0_1"),
+            models.CheckConstraint(
+                condition=Q(audit_sample_rate__gte=0) & Q(audit_sample_rate__lte=1), name="audit_rate_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Rule(models.Model):
+    """A CEL expression that must hold for an action of its type (contract §5, Rules)."""
+
+    action_type = models.ForeignKey(ActionType, on_delete=models.CASCADE, related_name="rules")
+    name = models.SlugField(max_length=100)
+    require = models.TextField(help_text="CEL expression that must be true")
+    on_fail = models.CharField(max_length=10, choices=OnFail.choices, default=OnFail.REVIEW)
+    risk = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["action_type", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["action_type", "name"], name="unique_rule_name_per_type")]
+
+    def __str__(self) -> str:
+        return f"{self.action_type.name}.{self.name}"
+
+
+class PolicyVersion(models.Model):
+    """One gate-wide policy version: the full policy document as it stood after a change."""
+
+    number = models.PositiveIntegerField(unique=True)
+    source = models.CharField(max_length=20)  # import | admin | seed | recommendation
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    document = models.JSONField()
+
+    class Meta:
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"v{self.number}"
+
+
+class Agent(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    # SHA-256 of the bearer token; the token itself is shown once and never stored.
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=12)
+    webhook_secret = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    all_action_types = models.BooleanField(
+        default=True, help_text="May propose every action type, those created later included"
+    )
+    action_types = models.ManyToManyField(ActionType, blank=True, related_name="agents")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF treats request.user as a principal: an agent is authenticated but never a Django user.
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        return False
+
+
+class ProposedAction(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="actions")
+    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="actions")
+    params = models.JSONField()
+    trajectory_raw = models.JSONField(null=True, blank=True)
+    trajectory = models.JSONField(default=list)
+    context = models.JSONField(default=dict)
+    confidence = models.FloatField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64)
+    callback_url = models.URLField(max_length=2000, blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    risk_score = models.FloatField(null=True, blank=True)
+    findings = models.JSONField(default=list)
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    audit_flagged = models.BooleanField(default=False)
+    escalated = models.BooleanField(default=False)
+    sla_deadline = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    evaluation_attempts = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("review_action", "Can review and decide proposed actions")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="unique_idempotency_key_per_agent",
+            ),
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="status_is_known"),
+        ]
+        indexes = [
+            # The review queue: escalated first, then SLA deadline, then risk.
+            models.Index(
+                fields=["-escalated", "sla_deadline", "-risk_score", "created_at"],
+                condition=Q(status=Status.NEEDS_REVIEW),
+                name="action_queue_idx",
+            ),
+            models.Index(fields=["agent", "-created_at"], name="action_agent_idx"),
+            models.Index(fields=["action_type", "status"], name="action_type_status_idx"),
+            models.Index(fields=["created_at"], condition=Q(status=Status.PENDING), name="action_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_type_id}:{self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class Decision(models.Model):
+    """The one verdict an action gets, by the policy or by a reviewer."""
+
+    action = models.OneToOneField(ProposedAction, on_delete=models.CASCADE, related_name="decision")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    by_policy = models.BooleanField(default=False)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def by(self) -> str:
+        if self.by_policy or self.reviewer is None:
+            return "policy"
+        return self.reviewer.get_username()
+
+
+class Label(models.Model):
+    """Ground truth from a person; the latest one of an action wins, history is kept."""
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.CASCADE, related_name="labels")
+    label = models.CharField(max_length=10, choices=LabelValue.choices)
+    tags = models.JSONField(default=list)
+    note = models.TextField(blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["action", "-created_at"], name="label_action_idx")]
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every state change: who, what, when, from -> to."""
+
+    action = models.ForeignKey(
+        ProposedAction, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    event = models.CharField(max_length=40)
+    actor = models.CharField(max_length=200)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["action", "created_at"], name="audit_action_idx")]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("audit events are append-only")

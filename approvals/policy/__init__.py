@@ -1,0 +1,48 @@
+"""The gate's brain: plain Python, no ORM and no HTTP."""
+
+from approvals.policy.engine import (
+    AUTO_APPROVED,
+    BLOCKED,
+    NEEDS_REVIEW,
+    CompiledPolicy,
+    Decision,
+    Proposal,
+    audit_sampled,
+    compile_policy,
+    evaluation_error_decision,
+    policy_evaluate,
+)
+from approvals.policy.spec import (
+    ActionTypeSpec,
+    PolicyError,
+    RuleSpec,
+    build_document,
+    check_cel_expression,
+    check_json_schema,
+    parse_action_type,
+    parse_document,
+)
+from approvals.policy.trajectory import TrajectoryError, normalize_trajectory
+
+__all__ = [
+    "AUTO_APPROVED",
+    "BLOCKED",
+    "NEEDS_REVIEW",
+    "ActionTypeSpec",
+    "CompiledPolicy",
+    "Decision",
+    "PolicyError",
+    "Proposal",
+    "RuleSpec",
+    "TrajectoryError",
+    "audit_sampled",
+    "build_document",
+    "check_cel_expression",
+    "check_json_schema",
+    "compile_policy",
+    "evaluation_error_decision",
+    "normalize_trajectory",
+    "parse_action_type",
+    "parse_document",
+    "policy_evaluate",
+]

@@ -1,0 +1,267 @@
+"""The decision procedure of contract §5, as plain Python: a compiled policy and a proposal in,
+a Decision out. No ORM, no HTTP, and no exception escapes ``policy_evaluate``: any fault inside
+it holds the action for a human.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import cel
+from jsonschema import Draft202012Validator
+
+from approvals.policy.spec import ActionTypeSpec, RuleSpec
+
+# Wall-clock budget of one evaluation's rules. A compiled CEL call cannot be interrupted, so the
+# budget is checked between rules and what is left unevaluated is an error (held for review).
+DEFAULT_TIME_BUDGET_SECONDS = 0.5
+
+AUTO_APPROVED = "auto_approved"
+NEEDS_REVIEW = "needs_review"
+BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    spec: RuleSpec
+    program: Any  # cel.Program
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    spec: ActionTypeSpec
+    version: int
+    validator: Draft202012Validator
+    rules: tuple[CompiledRule, ...]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the engine needs of a proposed action, already normalised."""
+
+    sample_key: str  # stable per action: the audit sample is drawn from it
+    action_type: str
+    params: Any
+    confidence: float | None
+    context: dict
+    agent: dict
+    trajectory: list[dict]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str
+    risk_score: float | None
+    findings: list[dict] = field(default_factory=list)
+    audit_flagged: bool = False
+    policy_version: int | None = None
+
+
+def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
+    """Compile once per policy version: the schema validator and every rule's CEL program."""
+    return CompiledPolicy(
+        spec=spec,
+        version=version,
+        validator=Draft202012Validator(spec.params_schema),
+        rules=tuple(CompiledRule(spec=rule, program=cel.compile(rule.require)) for rule in spec.rules),
+    )
+
+
+def _finding(rule: str, outcome: str, effect: str, message: str, **extra: Any) -> dict:
+    return {"rule": rule, "outcome": outcome, "effect": effect, "message": message, **extra}
+
+
+def schema_findings(policy: CompiledPolicy, params: Any) -> list[dict]:
+    errors = sorted(policy.validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return [_finding("params_schema", "pass", "none", "params match the action type's schema")]
+    return [
+        _finding(
+            "params_schema",
+            "fail",
+            "block",
+            error.message,
+            path="/" + "/".join(str(part) for part in error.absolute_path),
+        )
+        for error in errors
+    ]
+
+
+def _rule_context(proposal: Proposal) -> cel.Context:
+    # Built once per action and shared by every rule: converting a long trajectory is the costly part.
+    return cel.Context(
+        {
+            "params": proposal.params,
+            "action_type": proposal.action_type,
+            "confidence": proposal.confidence,
+            "context": proposal.context,
+            "agent": proposal.agent,
+            "now": proposal.now,
+            "trajectory": proposal.trajectory,
+        }
+    )
+
+
+def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
+    if not policy.rules:
+        return []
+    findings: list[dict] = []
+    context = _rule_context(proposal)
+    deadline = time.monotonic() + budget_seconds
+    for rule in policy.rules:
+        spec = rule.spec
+        fail_effect = spec.on_fail
+        if time.monotonic() > deadline:
+            findings.append(
+                _finding(spec.name, "error", "review", "not evaluated: the evaluation's time budget ran out",
+                         error="time budget exceeded")
+            )
+            continue
+        try:
+            result = rule.program.execute(context)
+        except Exception as exc:  # any error in a rule fails closed
+            findings.append(
+                _finding(spec.name, "error", "review", spec.message or f"rule {spec.name} raised an error",
+                         error=f"{type(exc).__name__}: {exc}")
+            )
+            continue
+        if not isinstance(result, bool):
+            findings.append(
+                _finding(spec.name, "error", "review", spec.message or f"rule {spec.name} did not return a boolean",
+                         error=f"result is {type(result).__name__}, not bool")
+            )
+        elif result:
+            findings.append(_finding(spec.name, "pass", "none", spec.message))
+        else:
+            extra = {"risk": spec.risk} if fail_effect == "risk" else {}
+            findings.append(_finding(spec.name, "fail", fail_effect, spec.message or f"rule {spec.name} failed", **extra))
+    return findings
+
+
+def _amount(params: Any, path: str) -> Any:
+    value = params
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def audit_sampled(sample_key: str, rate: float) -> bool:
+    """Deterministic per action, so evaluating it again never draws a different sample."""
+    if rate <= 0:
+        return False
+    draw = int.from_bytes(hashlib.sha256(sample_key.encode()).digest()[:8], "big") / 2**64
+    return draw < rate
+
+
+def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -> Decision:
+    spec = policy.spec
+    findings = schema_findings(policy, proposal.params)
+
+    def done(status: str, risk: float | None, *, audit: bool = False) -> Decision:
+        return Decision(status=status, risk_score=risk, findings=findings, audit_flagged=audit,
+                        policy_version=policy.version)
+
+    # 1. params fail the schema
+    if any(f["outcome"] == "fail" for f in findings):
+        return done(BLOCKED, None)
+    # 2. the type is never allowed
+    if spec.mode == "block":
+        findings.append(_finding("mode", "fail", "block", "this action type is blocked by policy (mode: block)"))
+        return done(BLOCKED, None)
+
+    evaluated = rule_findings(policy, proposal, budget_seconds=budget_seconds)
+    findings.extend(evaluated)
+
+    # 3. a failed block rule
+    if any(f["outcome"] == "fail" and f["effect"] == "block" for f in evaluated):
+        return done(BLOCKED, None)
+
+    # 5 (computed before 4 so that held actions show their risk too)
+    risk_terms = {f["rule"]: f["risk"] for f in evaluated if f["outcome"] == "fail" and f["effect"] == "risk"}
+    risk = round(min(1.0, spec.base_risk + sum(risk_terms.values())), 6)
+    risk_message = " + ".join([f"base {spec.base_risk:g}"] + [f"{name} {value:g}" for name, value in risk_terms.items()])
+    risk_detail = {"base": spec.base_risk, "terms": risk_terms, "total": risk}
+
+    # 4. a human is required
+    held = [f for f in evaluated if f["outcome"] == "error" or (f["outcome"] == "fail" and f["effect"] == "review")]
+    if spec.mode == "review":
+        findings.append(_finding("mode", "fail", "review", "this action type always needs a person (mode: review)"))
+        return done(NEEDS_REVIEW, risk)
+    if held:
+        return done(NEEDS_REVIEW, risk)
+
+    # 5. risk thresholds
+    if spec.block_min_risk is not None and risk >= spec.block_min_risk:
+        findings.append(_finding("risk", "fail", "block",
+                                 f"risk {risk_message} = {risk:g} is at or above block_min_risk {spec.block_min_risk:g}",
+                                 **risk_detail))
+        return done(BLOCKED, risk)
+    if risk > spec.auto_approve_max_risk:
+        findings.append(_finding("risk", "fail", "review",
+                                 f"risk {risk_message} = {risk:g} is above auto_approve_max_risk "
+                                 f"{spec.auto_approve_max_risk:g}", **risk_detail))
+        return done(NEEDS_REVIEW, risk)
+    findings.append(_finding("risk", "pass", "none",
+                             f"risk {risk_message} = {risk:g} is within auto_approve_max_risk "
+                             f"{spec.auto_approve_max_risk:g}", **risk_detail))
+
+    # 6. confidence and amount
+    hold = False
+    if spec.min_confidence is not None:
+        if proposal.confidence is None or proposal.confidence < spec.min_confidence:
+            shown = "missing" if proposal.confidence is None else f"{proposal.confidence:g}"
+            findings.append(_finding("confidence", "fail", "review",
+                                     f"confidence {shown} is below min_confidence {spec.min_confidence:g}"))
+            hold = True
+        else:
+            findings.append(_finding("confidence", "pass", "none",
+                                     f"confidence {proposal.confidence:g} meets min_confidence {spec.min_confidence:g}"))
+    if spec.max_auto_amount is not None and spec.amount_path:
+        amount = _amount(proposal.params, spec.amount_path)
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            findings.append(_finding("amount", "fail", "review",
+                                     f"no numeric amount at {spec.amount_path!r}; a person must check it"))
+            hold = True
+        elif amount > spec.max_auto_amount:
+            findings.append(_finding("amount", "fail", "review",
+                                     f"amount {amount:g} is above max_auto_amount {spec.max_auto_amount:g}"))
+            hold = True
+        else:
+            findings.append(_finding("amount", "pass", "none",
+                                     f"amount {amount:g} is within max_auto_amount {spec.max_auto_amount:g}"))
+    if hold:
+        return done(NEEDS_REVIEW, risk)
+
+    # 7. through, perhaps sampled for an audit label
+    return done(AUTO_APPROVED, risk, audit=audit_sampled(proposal.sample_key, spec.audit_sample_rate))
+
+
+def policy_evaluate(
+    policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float = DEFAULT_TIME_BUDGET_SECONDS
+) -> Decision:
+    """Apply the decision procedure. Never raises: a fault of the gate holds the action."""
+    try:
+        return _decide(policy, proposal, budget_seconds)
+    except Exception as exc:
+        return evaluation_error_decision(exc, policy_version=policy.version)
+
+
+def evaluation_error_decision(exc: BaseException | str, *, policy_version: int | None = None) -> Decision:
+    error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return Decision(
+        status=NEEDS_REVIEW,
+        risk_score=None,
+        findings=[_finding("evaluation", "error", "review", "the gate could not evaluate this action; "
+                           "a person must decide", error=error)],
+        policy_version=policy_version,
+    )

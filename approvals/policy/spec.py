@@ -1,0 +1,274 @@
+"""The policy document (contract §5): parsing, defaults and validation at the door.
+
+Everything a policy file, the admin or an export holds passes through ``parse_document`` or
+``parse_action_type``, so an invalid schema or rule is refused with its place before anything
+is saved.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cel
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+FORMAT_VERSION = 1
+MODES = ("gate", "review", "block")
+ON_FAIL = ("review", "block", "risk")
+# Findings the engine itself writes; a rule may not take one of these names.
+RESERVED_RULE_NAMES = frozenset({"params_schema", "mode", "risk", "confidence", "amount", "evaluation"})
+MAX_EXPRESSION_CHARS = 4000
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+
+class PolicyError(ValueError):
+    """One or more problems in a policy, each as ``place: message``."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    name: str
+    require: str
+    on_fail: str = "review"
+    risk: float = 0.0
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ActionTypeSpec:
+    name: str
+    params_schema: dict
+    description: str = ""
+    enabled: bool = True
+    mode: str = "gate"
+    base_risk: float = 0.0
+    auto_approve_max_risk: float = 0.5
+    block_min_risk: float | None = None
+    min_confidence: float | None = None
+    amount_path: str = ""
+    max_auto_amount: float | None = None
+    audit_sample_rate: float = 0.0
+    builtin_checks: bool = True
+    review_sla_minutes: int | None = None
+    expire_after_minutes: int | None = None
+    rules: tuple[RuleSpec, ...] = field(default_factory=tuple)
+
+    def to_document(self) -> dict[str, Any]:
+        """The action type as it stands in a policy file (export_policies)."""
+        data = asdict(self)
+        data["rules"] = [asdict(rule) for rule in self.rules]
+        return data
+
+
+ACTION_TYPE_FIELDS = {f for f in ActionTypeSpec.__dataclass_fields__}
+RULE_FIELDS = {f for f in RuleSpec.__dataclass_fields__}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _Checker:
+    def __init__(self, place: str) -> None:
+        self.place = place
+        self.errors: list[str] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.errors.append(f"{self.place}.{key}: {message}" if key else f"{self.place}: {message}")
+
+    def number(self, data: dict, key: str, default: float | None, *, low: float, high: float | None,
+               nullable: bool) -> float | None:
+        value = data.get(key, default)
+        if value is None:
+            if not nullable:
+                self.error(key, "is required")
+            return None
+        if not _is_number(value):
+            self.error(key, "must be a number")
+            return default
+        if value < low or (high is not None and value > high):
+            self.error(key, f"must be between {low} and {high}" if high is not None else f"must be >= {low}")
+        return float(value)
+
+    def integer(self, data: dict, key: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.error(key, "must be a positive whole number of minutes")
+            return None
+        return value
+
+    def boolean(self, data: dict, key: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.error(key, "must be true or false")
+            return default
+        return value
+
+    def text(self, data: dict, key: str, default: str = "") -> str:
+        value = data.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.error(key, "must be a string")
+            return default
+        return value
+
+
+def check_json_schema(schema: Any) -> str | None:
+    """The reason a params schema is not a valid JSON Schema (draft 2020-12), or None."""
+    if not isinstance(schema, dict):
+        return "must be a JSON Schema object"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        return f"invalid JSON Schema{' at ' + where if where else ''}: {exc.message}"
+    return None
+
+
+def check_cel_expression(expression: Any) -> str | None:
+    """The reason a rule expression does not compile as CEL, or None."""
+    if not isinstance(expression, str) or not expression.strip():
+        return "must be a non-empty CEL expression"
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        return f"is longer than {MAX_EXPRESSION_CHARS} characters"
+    try:
+        cel.compile(expression)
+    except Exception as exc:  # the binding raises ValueError, and others for some inputs
+        return f"invalid CEL: {exc}"
+    return None
+
+
+def parse_rule(data: Any, place: str) -> tuple[RuleSpec | None, list[str]]:
+    check = _Checker(place)
+    if not isinstance(data, dict):
+        check.error("", "a rule must be a mapping")
+        return None, check.errors
+    for key in sorted(set(data) - RULE_FIELDS):
+        check.error(key, "unknown field")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        check.error("name", "is required")
+        name = ""
+    elif not NAME_PATTERN.match(name):
+        check.error("name", "must be letters, digits, '_' or '-' (at most 100)")
+    elif name in RESERVED_RULE_NAMES:
+        check.error("name", f"{name!r} is reserved for the gate's own findings")
+    reason = check_cel_expression(data.get("require"))
+    if reason:
+        check.error("require", reason)
+    on_fail = data.get("on_fail", "review")
+    if on_fail not in ON_FAIL:
+        check.error("on_fail", f"must be one of {', '.join(ON_FAIL)}")
+    risk = check.number(data, "risk", 0.0, low=0.0, high=1.0, nullable=False)
+    message = check.text(data, "message")
+    if check.errors:
+        return None, check.errors
+    return RuleSpec(name=name, require=data["require"], on_fail=on_fail, risk=risk or 0.0, message=message), []
+
+
+def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
+    """Validate one action type of a policy document and fill in its defaults."""
+    check = _Checker(place)
+    if not isinstance(data, dict):
+        raise PolicyError([f"{place}: an action type must be a mapping"])
+    for key in sorted(set(data) - ACTION_TYPE_FIELDS):
+        check.error(key, "unknown field")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        check.error("name", "is required")
+        name = ""
+    elif not NAME_PATTERN.match(name):
+        check.error("name", "must be letters, digits, '_' or '-' (at most 100)")
+    if "params_schema" not in data:
+        check.error("params_schema", "is required")
+    else:
+        reason = check_json_schema(data["params_schema"])
+        if reason:
+            check.error("params_schema", reason)
+    mode = data.get("mode", "gate")
+    if mode not in MODES:
+        check.error("mode", f"must be one of {', '.join(MODES)}")
+    values = {
+        "base_risk": check.number(data, "base_risk", 0.0, low=0, high=1, nullable=False),
+        "auto_approve_max_risk": check.number(data, "auto_approve_max_risk", 0.5, low=0, high=1, nullable=False),
+        "block_min_risk": check.number(data, "block_min_risk", None, low=0, high=1, nullable=True),
+        "min_confidence": check.number(data, "min_confidence", None, low=0, high=1, nullable=True),
+        "max_auto_amount": check.number(data, "max_auto_amount", None, low=0, high=None, nullable=True),
+        "audit_sample_rate": check.number(data, "audit_sample_rate", 0.0, low=0, high=1, nullable=False),
+    }
+    rules_data = data.get("rules", [])
+    rules: list[RuleSpec] = []
+    if not isinstance(rules_data, list):
+        check.error("rules", "must be a list")
+    else:
+        seen: set[str] = set()
+        for index, rule_data in enumerate(rules_data):
+            rule, errors = parse_rule(rule_data, f"{place}.rules[{index}]")
+            check.errors.extend(errors)
+            if rule is not None:
+                if rule.name in seen:
+                    check.error(f"rules[{index}].name", f"duplicate rule name {rule.name!r}")
+                seen.add(rule.name)
+                rules.append(rule)
+    spec_kwargs: dict[str, Any] = {
+        "name": name,
+        "params_schema": data.get("params_schema"),
+        "description": check.text(data, "description"),
+        "enabled": check.boolean(data, "enabled", True),
+        "mode": mode,
+        "amount_path": check.text(data, "amount_path"),
+        "builtin_checks": check.boolean(data, "builtin_checks", True),
+        "review_sla_minutes": check.integer(data, "review_sla_minutes"),
+        "expire_after_minutes": check.integer(data, "expire_after_minutes"),
+        "rules": tuple(rules),
+    }
+    if check.errors:
+        raise PolicyError(check.errors)
+    return ActionTypeSpec(**spec_kwargs, **{k: v for k, v in values.items()})  # type: ignore[arg-type]
+
+
+def parse_document(document: Any) -> list[ActionTypeSpec]:
+    """Validate a whole policy document; raise PolicyError listing every problem."""
+    if not isinstance(document, dict):
+        raise PolicyError(["document: must be a mapping with 'version' and 'action_types'"])
+    errors: list[str] = []
+    for key in sorted(set(document) - {"version", "action_types"}):
+        errors.append(f"{key}: unknown field")
+    if document.get("version") != FORMAT_VERSION:
+        errors.append(f"version: must be {FORMAT_VERSION}")
+    items = document.get("action_types")
+    if not isinstance(items, list):
+        errors.append("action_types: must be a list")
+        raise PolicyError(errors)
+    specs: list[ActionTypeSpec] = []
+    names: set[str] = set()
+    for index, item in enumerate(items):
+        label = item.get("name") if isinstance(item, dict) else None
+        place = f"action_types[{index}]" + (f" ({label})" if isinstance(label, str) else "")
+        try:
+            spec = parse_action_type(item, place)
+        except PolicyError as exc:
+            errors.extend(exc.errors)
+            continue
+        if spec.name in names:
+            errors.append(f"{place}.name: duplicate action type {spec.name!r}")
+        names.add(spec.name)
+        specs.append(spec)
+    if errors:
+        raise PolicyError(errors)
+    return specs
+
+
+def build_document(specs: list[ActionTypeSpec]) -> dict[str, Any]:
+    return {"version": FORMAT_VERSION, "action_types": [spec.to_document() for spec in specs]}

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from approvals.consumers import QueueConsumer
+
+websocket_urlpatterns = [
+    path("ws/review/", QueueConsumer.as_asgi()),
+]

@@ -1,0 +1,144 @@
+"""Every read the views, tasks and commands need."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+
+from approvals import policy
+from approvals.models import ActionType, Agent, Label, ProposedAction, Status
+
+# --- policies -----------------------------------------------------------------------------------
+
+_compiled_lock = threading.Lock()
+_compiled: dict[tuple[int, int], policy.CompiledPolicy] = {}
+
+
+def action_type_spec(action_type: ActionType) -> policy.ActionTypeSpec:
+    rules = tuple(
+        policy.RuleSpec(name=r.name, require=r.require, on_fail=r.on_fail, risk=r.risk, message=r.message)
+        for r in action_type.rules.order_by("position", "id")
+    )
+    return policy.ActionTypeSpec(
+        name=action_type.name,
+        params_schema=action_type.params_schema,
+        description=action_type.description,
+        enabled=action_type.enabled,
+        mode=action_type.mode,
+        base_risk=action_type.base_risk,
+        auto_approve_max_risk=action_type.auto_approve_max_risk,
+        block_min_risk=action_type.block_min_risk,
+        min_confidence=action_type.min_confidence,
+        amount_path=action_type.amount_path,
+        max_auto_amount=action_type.max_auto_amount,
+        audit_sample_rate=action_type.audit_sample_rate,
+        builtin_checks=action_type.builtin_checks,
+        review_sla_minutes=action_type.review_sla_minutes,
+        expire_after_minutes=action_type.expire_after_minutes,
+        rules=rules,
+    )
+
+
+def compiled_policy_for(action_type: ActionType) -> policy.CompiledPolicy:
+    """The compiled policy of a type at its current version; compiled once per version."""
+    key = (action_type.pk, action_type.policy_version)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = policy.compile_policy(action_type_spec(action_type), action_type.policy_version)
+        with _compiled_lock:
+            for stale in [k for k in _compiled if k[0] == action_type.pk]:
+                del _compiled[stale]
+            _compiled[key] = compiled
+    return compiled
+
+
+def policy_document_current() -> dict[str, Any]:
+    types = ActionType.objects.prefetch_related("rules").order_by("name")
+    return policy.build_document([action_type_spec(t) for t in types])
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def actions_visible_to(principal: Any) -> QuerySet[ProposedAction]:
+    """An agent's actions are its own, by construction; reviewers see every action."""
+    queryset = ProposedAction.objects.select_related("action_type", "agent", "decision__reviewer")
+    if isinstance(principal, Agent):
+        return queryset.filter(agent=principal)
+    return queryset
+
+
+def review_queue() -> QuerySet[ProposedAction]:
+    """Held actions, most urgent first: escalated, then SLA deadline, then risk."""
+    return (
+        ProposedAction.objects.filter(status=Status.NEEDS_REVIEW)
+        .select_related("action_type", "agent", "decision__reviewer")
+        .order_by(F("escalated").desc(), F("sla_deadline").asc(nulls_last=True),
+                  F("risk_score").desc(nulls_last=True), "created_at")
+    )
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def _with_ground_truth(queryset: QuerySet[ProposedAction]) -> QuerySet[ProposedAction]:
+    latest_label = Label.objects.filter(action=OuterRef("pk")).order_by("-created_at", "-id").values("label")[:1]
+    return queryset.annotate(latest_label=Subquery(latest_label))
+
+
+def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by_status = {status: 0 for status in Status.values}
+    labelled = unsafe_auto = 0
+    for row in rows:
+        by_status[row["status"]] += row["n"]
+        labelled += row["labelled"]
+        unsafe_auto += row["unsafe_auto"]
+    total = sum(by_status.values())
+    evaluated = total - by_status[Status.PENDING]
+    return {
+        "total": total,
+        "by_status": by_status,
+        "automation_rate": round(by_status[Status.AUTO_APPROVED] / evaluated, 6) if evaluated else None,
+        "labelled": labelled,
+        "unsafe_auto_approved": unsafe_auto,
+    }
+
+
+def evaluation_summary(*, action_type: str | None = None, since: datetime | None = None) -> dict[str, Any]:
+    """Contract §3: volume, automation rate and unsafe auto-approvals, overall and per type."""
+    queryset = ProposedAction.objects.all()
+    if action_type:
+        queryset = queryset.filter(action_type__name=action_type)
+    if since:
+        queryset = queryset.filter(created_at__gte=since)
+    rows = list(
+        _with_ground_truth(queryset)
+        .values("action_type__name", "status")
+        .annotate(
+            n=Count("id"),
+            labelled=Count("id", filter=Q(latest_label__isnull=False)),
+            unsafe_auto=Count("id", filter=Q(status=Status.AUTO_APPROVED, latest_label="unsafe")),
+        )
+        .order_by()
+    )
+    per_type: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        per_type.setdefault(row["action_type__name"], []).append(row)
+    summary = _figures(rows)
+    summary["per_action_type"] = {name: _figures(type_rows) for name, type_rows in sorted(per_type.items())}
+    return summary
+
+
+def ground_truth(action: ProposedAction) -> str | None:
+    """The latest explicit label; without one a reviewer's approve is safe and a reject unsafe."""
+    label = action.labels.order_by("-created_at", "-id").values_list("label", flat=True).first()
+    if label:
+        return label
+    if action.status == Status.APPROVED:
+        return "safe"
+    if action.status == Status.REJECTED:
+        return "unsafe"
+    return None

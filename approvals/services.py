@@ -1,0 +1,437 @@
+"""Every state change of the gate. One transaction each, guarded against races, one audit event
+per change, and side effects (tasks, pushes) queued on commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from approvals import events, policy
+from approvals.models import (
+    ActionType,
+    Agent,
+    AuditEvent,
+    Decision,
+    Label,
+    PolicyVersion,
+    ProposedAction,
+    Rule,
+    Status,
+    Verdict,
+)
+from approvals.selectors import action_type_spec, compiled_policy_for, policy_document_current
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A request the gate refuses; ``code`` tells the API which status to answer."""
+
+    code = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ActionConflict(ServiceError):
+    code = "conflict"
+
+
+class IdempotencyConflict(ServiceError):
+    code = "conflict"
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+def audit_record(
+    *,
+    action: ProposedAction | None,
+    event: str,
+    actor: str,
+    from_status: str = "",
+    to_status: str = "",
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """The one writer of audit events; call it inside the transaction that makes the change."""
+    return AuditEvent.objects.create(
+        action=action, event=event, actor=actor, from_status=from_status, to_status=to_status, data=data or {}
+    )
+
+
+def actor_of_user(user: AbstractBaseUser) -> str:
+    return f"user:{user.get_username()}"
+
+
+def actor_of_agent(agent: Agent) -> str:
+    return f"agent:{agent.name}"
+
+
+def _push_on_commit(action: ProposedAction, event: str) -> None:
+    action_id, status = str(action.id), action.status
+    transaction.on_commit(lambda: events.action_changed(action_id=action_id, status=status, event=event))
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def agent_create(*, name: str, action_types: list[str] | None = None, actor: str = "system") -> tuple[Agent, str]:
+    """Create an agent; returns it with its bearer token, which is never stored and shown only now."""
+    token = "gat_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        types = list(ActionType.objects.filter(name__in=action_types)) if action_types is not None else []
+        missing = sorted(set(action_types or []) - {t.name for t in types})
+        if missing:
+            raise ServiceError(f"unknown action types: {', '.join(missing)}")
+        agent = Agent.objects.create(
+            name=name,
+            token_hash=token_hash(token),
+            token_prefix=token[:10],
+            webhook_secret="whsec_" + secrets.token_urlsafe(32),
+            all_action_types=action_types is None,
+        )
+        agent.action_types.set(types)
+        audit_record(action=None, event="agent_created", actor=actor,
+                     data={"agent": name, "action_types": action_types})
+    return agent, token
+
+
+def agent_rotate_token(*, agent: Agent, actor: str) -> str:
+    """Issue a new token for an agent; the old one stops working at once."""
+    token = "gat_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        Agent.objects.filter(pk=agent.pk).update(token_hash=token_hash(token), token_prefix=token[:10])
+        audit_record(action=None, event="agent_token_rotated", actor=actor, data={"agent": agent.name})
+    return token
+
+
+def agent_authenticate(token: str) -> Agent | None:
+    digest = token_hash(token)
+    agent = Agent.objects.filter(token_hash=digest).first()
+    if agent is None or not hmac.compare_digest(agent.token_hash, digest):
+        return None
+    return agent
+
+
+def agent_may_propose(agent: Agent, action_type: ActionType) -> bool:
+    return agent.all_action_types or agent.action_types.filter(pk=action_type.pk).exists()
+
+
+# --- proposing ----------------------------------------------------------------------------------
+
+
+def request_fingerprint(body: dict[str, Any]) -> str:
+    """The body as parsed JSON, idempotency key left out, in a canonical form."""
+    canonical = {k: v for k, v in body.items() if k != "idempotency_key"}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def action_propose(
+    *,
+    agent: Agent,
+    action_type: ActionType,
+    params: Any,
+    fingerprint: str,
+    trajectory_raw: Any = None,
+    trajectory: list[dict[str, Any]] | None = None,
+    context: dict[str, Any] | None = None,
+    confidence: float | None = None,
+    rationale: str = "",
+    idempotency_key: str | None = None,
+    callback_url: str = "",
+) -> tuple[ProposedAction, bool]:
+    """Store a proposal as ``pending`` and queue its evaluation; returns (action, created).
+
+    A replay of the same key and body returns the stored action; the same key with another body
+    raises IdempotencyConflict. The unique constraint decides between concurrent identical calls.
+    """
+    if trajectory is None:
+        trajectory = policy.normalize_trajectory(trajectory_raw)
+    try:
+        with transaction.atomic():
+            action = ProposedAction.objects.create(
+                agent=agent,
+                action_type=action_type,
+                params=params,
+                trajectory_raw=trajectory_raw,
+                trajectory=trajectory,
+                context=context or {},
+                confidence=confidence,
+                rationale=rationale,
+                idempotency_key=idempotency_key,
+                request_fingerprint=fingerprint,
+                callback_url=callback_url,
+            )
+            audit_record(action=action, event="proposed", actor=actor_of_agent(agent), to_status=Status.PENDING)
+            _enqueue_evaluation_on_commit(str(action.id))
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = ProposedAction.objects.select_related("action_type", "agent").get(
+            agent=agent, idempotency_key=idempotency_key
+        )
+        if existing.request_fingerprint != fingerprint:
+            raise IdempotencyConflict(
+                "this idempotency key was already used with a different request body"
+            ) from None
+        return existing, False
+    return action, True
+
+
+def _enqueue_evaluation_on_commit(action_id: str) -> None:
+    from approvals.tasks import evaluate_action
+
+    def enqueue() -> None:
+        try:
+            evaluate_action.delay(action_id)
+        except Exception:
+            # The action is stored; the sweeper queues it again once the broker is back.
+            logger.warning("could not queue evaluation of action %s", action_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
+
+
+def action_requeue_stale(*, older_than: timedelta) -> dict[str, int]:
+    """Queue again every action pending for longer than ``older_than`` (or hold it, when its
+    evaluation has failed too often): no action stays pending."""
+    cutoff = timezone.now() - older_than
+    requeued = held = 0
+    stale = ProposedAction.objects.filter(status=Status.PENDING, created_at__lt=cutoff).values_list(
+        "id", "evaluation_attempts"
+    )
+    for action_id, attempts in stale[:1000]:
+        if attempts >= settings.GATE_MAX_EVALUATION_ATTEMPTS:
+            if action_hold_for_review(action_id=str(action_id), error=f"evaluation failed {attempts} times"):
+                held += 1
+        else:
+            _enqueue_evaluation_on_commit(str(action_id))
+            requeued += 1
+    return {"requeued": requeued, "held": held}
+
+
+# --- evaluating ---------------------------------------------------------------------------------
+
+
+def _policy_reason(decision: policy.Decision) -> str:
+    failed = [f for f in decision.findings if f["outcome"] != "pass"]
+    if decision.status == policy.AUTO_APPROVED:
+        return "all checks passed"
+    return "; ".join(f"{f['rule']}: {f.get('message') or f.get('error', '')}" for f in failed) or decision.status
+
+
+def _apply_decision(action: ProposedAction, decision: policy.Decision, *, actor: str = "policy") -> bool:
+    """Move a pending action to the decision's status; False when it is no longer pending."""
+    now = timezone.now()
+    spec_sla = action.action_type.review_sla_minutes
+    spec_expiry = action.action_type.expire_after_minutes
+    final = decision.status in (policy.AUTO_APPROVED, policy.BLOCKED)
+    fields: dict[str, Any] = {
+        "status": decision.status,
+        "risk_score": decision.risk_score,
+        "findings": decision.findings,
+        "policy_version": decision.policy_version,
+        "audit_flagged": decision.audit_flagged,
+        "evaluated_at": now,
+        "decided_at": now if final else None,
+    }
+    if decision.status == policy.NEEDS_REVIEW:
+        fields["sla_deadline"] = now + timedelta(minutes=spec_sla) if spec_sla else None
+        fields["expires_at"] = now + timedelta(minutes=spec_expiry) if spec_expiry else None
+    with transaction.atomic():
+        updated = ProposedAction.objects.filter(pk=action.pk, status=Status.PENDING).update(**fields)
+        if not updated:
+            return False
+        for name, value in fields.items():
+            setattr(action, name, value)
+        if final:
+            verdict = Verdict.APPROVE if decision.status == policy.AUTO_APPROVED else Verdict.REJECT
+            Decision.objects.create(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision))
+        audit_record(
+            action=action,
+            event="evaluated",
+            actor=actor,
+            from_status=Status.PENDING,
+            to_status=decision.status,
+            data={"risk_score": decision.risk_score, "policy_version": decision.policy_version,
+                  "audit_flagged": decision.audit_flagged},
+        )
+        _push_on_commit(action, "evaluated")
+    return True
+
+
+def action_evaluate(*, action_id: str) -> ProposedAction | None:
+    """Evaluate a pending action under its type's current policy. Running it twice decides once.
+
+    Database errors propagate, so that the task is retried; any other fault holds the action.
+    """
+    action = ProposedAction.objects.select_related("agent", "action_type").filter(pk=action_id).first()
+    if action is None or action.status != Status.PENDING:
+        return action
+    # Count the attempt before evaluating, so that a worker killed mid-way counts too.
+    ProposedAction.objects.filter(pk=action.pk).update(evaluation_attempts=F("evaluation_attempts") + 1)
+    attempts = action.evaluation_attempts + 1
+    if attempts > settings.GATE_MAX_EVALUATION_ATTEMPTS:
+        action_hold_for_review(action_id=action_id, error=f"evaluation did not finish in {attempts - 1} attempts")
+        return action
+    try:
+        compiled = compiled_policy_for(action.action_type)
+        decision = policy.policy_evaluate(
+            compiled,
+            policy.Proposal(
+                sample_key=str(action.id),
+                action_type=action.action_type.name,
+                params=action.params,
+                confidence=action.confidence,
+                context=action.context,
+                agent={"name": action.agent.name},
+                trajectory=action.trajectory,
+                now=timezone.now(),
+            ),
+        )
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        logger.exception("evaluation of action %s failed", action_id)
+        decision = policy.evaluation_error_decision(exc, policy_version=action.action_type.policy_version)
+    _apply_decision(action, decision)
+    return action
+
+
+def action_hold_for_review(*, action_id: str, error: str) -> bool:
+    """Hold a pending action for a person after its evaluation kept failing."""
+    action = ProposedAction.objects.select_related("action_type").filter(pk=action_id).first()
+    if action is None or action.status != Status.PENDING:
+        return False
+    decision = policy.evaluation_error_decision(error, policy_version=action.action_type.policy_version)
+    return _apply_decision(action, decision, actor="system")
+
+
+# --- reviewers ----------------------------------------------------------------------------------
+
+
+def action_decide(*, action_id: str, user: AbstractBaseUser, verdict: str, reason: str = "") -> ProposedAction:
+    """A reviewer's verdict on a held action. Of two concurrent decisions exactly one wins."""
+    if verdict not in Verdict.values:
+        raise ServiceError("verdict must be 'approve' or 'reject'")
+    with transaction.atomic():
+        action = ProposedAction.objects.select_for_update().select_related("action_type", "agent").get(pk=action_id)
+        if action.status != Status.NEEDS_REVIEW:
+            raise ActionConflict(f"action is {action.status}, not needs_review: it cannot be decided")
+        previous = action.status
+        action.status = Status.APPROVED if verdict == Verdict.APPROVE else Status.REJECTED
+        action.decided_at = timezone.now()
+        action.save(update_fields=["status", "decided_at"])
+        Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=reason)
+        audit_record(action=action, event="decided", actor=actor_of_user(user), from_status=previous,
+                     to_status=action.status, data={"verdict": verdict, "reason": reason})
+        _push_on_commit(action, "decided")
+    return action
+
+
+def action_cancel(*, action_id: str, agent: Agent) -> ProposedAction:
+    """The agent withdraws its own pending or held action."""
+    with transaction.atomic():
+        action = ProposedAction.objects.select_for_update().select_related("action_type", "agent").get(
+            pk=action_id, agent=agent
+        )
+        if action.status not in (Status.PENDING, Status.NEEDS_REVIEW):
+            raise ActionConflict(f"action is {action.status}: only pending or needs_review actions can be cancelled")
+        previous = action.status
+        action.status = Status.CANCELLED
+        action.save(update_fields=["status"])
+        audit_record(action=action, event="cancelled", actor=actor_of_agent(agent), from_status=previous,
+                     to_status=Status.CANCELLED)
+        _push_on_commit(action, "cancelled")
+    return action
+
+
+def label_create(
+    *, action: ProposedAction, author: AbstractBaseUser, label: str, tags: list[str] | None = None, note: str = ""
+) -> Label:
+    """Record ground truth for any action; the newest label of an action wins, history stays."""
+    with transaction.atomic():
+        created = Label.objects.create(action=action, label=label, tags=tags or [], note=note, author=author)
+        audit_record(action=action, event="labelled", actor=actor_of_user(author), from_status=action.status,
+                     to_status=action.status, data={"label": label, "tags": tags or [], "note": note})
+        _push_on_commit(action, "labelled")
+    return created
+
+
+# --- policies -----------------------------------------------------------------------------------
+
+
+def _next_policy_version() -> int:
+    latest = PolicyVersion.objects.select_for_update().order_by("-number").first()
+    return (latest.number if latest else 0) + 1
+
+
+def _write_action_type(spec: policy.ActionTypeSpec, version: int) -> ActionType:
+    fields = {
+        name: getattr(spec, name)
+        for name in policy.ActionTypeSpec.__dataclass_fields__
+        if name not in ("name", "rules")
+    }
+    action_type, _ = ActionType.objects.update_or_create(
+        name=spec.name, defaults={**fields, "policy_version": version}
+    )
+    action_type.rules.all().delete()
+    Rule.objects.bulk_create(
+        Rule(action_type=action_type, position=index, name=rule.name, require=rule.require,
+             on_fail=rule.on_fail, risk=rule.risk, message=rule.message)
+        for index, rule in enumerate(spec.rules)
+    )
+    return action_type
+
+
+def policy_version_record(*, version: int, source: str, actor: str, changed: list[str]) -> PolicyVersion:
+    """Snapshot the whole policy as version ``version``; call inside the changing transaction."""
+    record = PolicyVersion.objects.create(
+        number=version, source=source, created_by=actor, document=policy_document_current()
+    )
+    audit_record(action=None, event="policy_changed", actor=actor,
+                 data={"policy_version": version, "source": source, "action_types": changed})
+    return record
+
+
+def policies_import(*, document: Any, actor: str, source: str = "import") -> int:
+    """Create or replace the action types a policy document names, all or nothing.
+
+    Raises PolicyError (listing every problem) and changes nothing when any part is invalid.
+    Returns the new gate-wide policy version.
+    """
+    specs = policy.parse_document(document)
+    with transaction.atomic():
+        version = _next_policy_version()
+        for spec in specs:
+            _write_action_type(spec, version)
+        policy_version_record(version=version, source=source, actor=actor, changed=[s.name for s in specs])
+    return version
+
+
+def action_type_policy_changed(*, action_type: ActionType, actor: str, source: str = "admin") -> int:
+    """After an edit of a type in the admin: validate it as a whole and record a new version."""
+    spec = action_type_spec(action_type)
+    policy.parse_action_type(spec.to_document(), action_type.name)
+    with transaction.atomic():
+        version = _next_policy_version()
+        ActionType.objects.filter(pk=action_type.pk).update(policy_version=version)
+        action_type.policy_version = version
+        policy_version_record(version=version, source=source, actor=actor, changed=[action_type.name])
+    return version

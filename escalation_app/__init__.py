@@ -1,0 +1,3 @@
+from escalation_app.celery import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
+
+from approvals import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/review/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/", include("approvals.api.urls")),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("review/", views.review_queue, name="review-queue"),
+    path("review/<uuid:action_id>", views.review_detail, name="review-detail"),
+    path("review/<uuid:action_id>/decide", views.review_decide, name="review-decide"),
+    path("review/<uuid:action_id>/label", views.review_label, name="review-label"),
+]
