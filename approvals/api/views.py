@@ -47,11 +47,13 @@ def wait_seconds(request: Request) -> float:
     return min(value, float(settings.GATE_MAX_WAIT_SECONDS))
 
 
-def _held(request: Request, action: ProposedAction, done: Any) -> ProposedAction:
+def _held(request: Request, action: ProposedAction, done: Any, *, reload: bool) -> ProposedAction:
+    """The action after waiting (``?wait=``) until ``done`` holds for it; ``reload`` reads it
+    again even without waiting (after proposing, the embedded mode has evaluated it on commit)."""
+    queryset = selectors.actions_visible_to(request.user)
     seconds = wait_seconds(request)
     if not seconds or done(action):
-        return action
-    queryset = selectors.actions_visible_to(request.user)
+        return queryset.get(pk=action.pk) if reload else action
     return events.wait_for(str(action.id), seconds, lambda: queryset.get(pk=action.pk), done)
 
 
@@ -104,7 +106,7 @@ class ActionCollectionView(APIView):
             idempotency_key=values.get("idempotency_key"),
             callback_url=values.get("callback_url", ""),
         )
-        action = _held(request, action, lambda a: a.status != Status.PENDING)
+        action = _held(request, action, lambda a: a.status != Status.PENDING, reload=True)
         return Response(action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -115,7 +117,7 @@ class ActionDetailView(APIView):
                    summary="Get an action")
     def get(self, request: Request, action_id: str) -> Response:
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
-        action = _held(request, action, lambda a: a.is_final)
+        action = _held(request, action, lambda a: a.is_final, reload=False)
         return Response(action_representation(action))
 
 

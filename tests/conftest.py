@@ -1,0 +1,175 @@
+"""Fixtures for tests that run against the real services: PostgreSQL, Redis and, for tests marked
+``worker``, a real ``celery worker`` process consuming from Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import redis
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from approvals import services
+from escalation_app.celery import app as celery_app
+from tests.factories import AgentFactory, ReviewerFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TEST_POLICY: dict[str, Any] = {
+    "version": 1,
+    "action_types": [
+        {
+            "name": "refund",
+            "description": "Refund part or all of an order",
+            "params_schema": {
+                "type": "object",
+                "required": ["order_id", "amount"],
+                "properties": {"order_id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+            },
+            "base_risk": 0.1,
+            "auto_approve_max_risk": 0.3,
+            "amount_path": "amount",
+            "max_auto_amount": 100,
+            "review_sla_minutes": 30,
+            "expire_after_minutes": 1440,
+            "rules": [
+                {
+                    "name": "order_was_looked_up",
+                    "require": "trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id)",
+                    "on_fail": "review",
+                    "message": "Refund for an order the agent never looked up",
+                }
+            ],
+        },
+        {"name": "escalate_ticket", "params_schema": {"type": "object"}, "mode": "review"},
+        {"name": "delete_account", "params_schema": {"type": "object"}, "mode": "block"},
+    ],
+}
+
+LOOKED_UP = [
+    {"kind": "message", "role": "user", "content": "My order A-1 arrived broken"},
+    {"kind": "tool_call", "tool": "get_order", "args": {"order_id": "A-1"}, "result": '{"total": 80}'},
+]
+
+
+def _answers(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite runs against real PostgreSQL and Redis: a missing service fails it, never skips it."""
+    missing = [
+        name
+        for name, url, port in (
+            ("PostgreSQL", os.environ["DATABASE_URL"], 5432),
+            ("Redis", os.environ["REDIS_URL"], 6379),
+        )
+        if not _answers(url, port)
+    ]
+    if missing:
+        pytest.exit(f"{' and '.join(missing)} not reachable; start them (see README, 'Tests')", returncode=3)
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _celery_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Outside tests marked ``worker``, tasks run in-process (eagerly) when their transaction's
+    on-commit callbacks run; ``worker`` tests send them through Redis to a real worker."""
+    eager = request.node.get_closest_marker("worker") is None
+    previous = celery_app.conf.task_always_eager
+    # Settings came in under the CELERY_ namespace, so they are changed under that name.
+    celery_app.conf.update(CELERY_TASK_ALWAYS_EAGER=eager)
+    yield
+    celery_app.conf.update(CELERY_TASK_ALWAYS_EAGER=previous)
+
+
+@pytest.fixture
+def policy_v1(db: None) -> int:
+    return services.policies_import(document=TEST_POLICY, actor="test")
+
+
+@pytest.fixture
+def agent(db: None) -> Any:
+    return AgentFactory(name="support-bot")
+
+
+@pytest.fixture
+def agent_client(agent: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent.token}")
+    return client
+
+
+@pytest.fixture
+def reviewer(db: None) -> Any:
+    return ReviewerFactory(username="lead")
+
+
+@pytest.fixture
+def reviewer_client(reviewer: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reviewer).key}")
+    return client
+
+
+@pytest.fixture
+def propose(agent_client: APIClient, django_capture_on_commit_callbacks: Any) -> Any:
+    """POST a proposal, run what its commit queued (the eager evaluation), and return the response
+    with ``response.action``: the action as a GET answers after that."""
+
+    def _propose(body: dict[str, Any], *, client: APIClient | None = None, query: str = "", **headers: Any) -> Any:
+        client = client or agent_client
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(f"/api/v1/actions{query}", body, format="json", **headers)
+        if response.status_code in (200, 201):
+            response.action = client.get(response.json()["url"]).json()
+        return response
+
+    return _propose
+
+
+# --- a real Celery worker -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
+    """``celery -A escalation_app worker`` as a subprocess, on the test database and test Redis."""
+    from django.db import connection
+
+    db_url = urlparse(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    node = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "escalation_app", "worker", "-n", node, "-c", "2",
+             "--without-gossip", "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(destination=[node], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-4000:]}")
+        yield node
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
