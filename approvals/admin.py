@@ -49,7 +49,23 @@ class RuleInline(admin.TabularInline):
 class ActionTypeForm(forms.ModelForm):
     class Meta:
         model = ActionType
-        exclude = ["policy_version"]
+        fields = [
+            "name",
+            "description",
+            "enabled",
+            "mode",
+            "params_schema",
+            "base_risk",
+            "auto_approve_max_risk",
+            "block_min_risk",
+            "min_confidence",
+            "amount_path",
+            "max_auto_amount",
+            "audit_sample_rate",
+            "builtin_checks",
+            "review_sla_minutes",
+            "expire_after_minutes",
+        ]
 
     def clean_params_schema(self) -> Any:
         schema = self.cleaned_data["params_schema"]
@@ -71,8 +87,15 @@ class ActionTypeForm(forms.ModelForm):
 class ActionTypeAdmin(admin.ModelAdmin):
     form = ActionTypeForm
     inlines = [RuleInline]
-    list_display = ["name", "enabled", "mode", "base_risk", "auto_approve_max_risk", "max_auto_amount",
-                    "policy_version"]
+    list_display = [
+        "name",
+        "enabled",
+        "mode",
+        "base_risk",
+        "auto_approve_max_risk",
+        "max_auto_amount",
+        "policy_version",
+    ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name", "description"]
     readonly_fields = ["policy_version", "updated_at"]

@@ -157,7 +157,8 @@ class ProposedAction(models.Model):
     context = models.JSONField(default=dict)
     confidence = models.FloatField(null=True, blank=True)
     rationale = models.TextField(blank=True)
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", means "no key": the unique constraint covers only actions that have one.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64)
     callback_url = models.URLField(max_length=2000, blank=True)
 
@@ -216,6 +217,9 @@ class Decision(models.Model):
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.by}"
+
     @property
     def by(self) -> str:
         if self.by_policy or self.reviewer is None:
@@ -237,6 +241,9 @@ class Label(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["action", "-created_at"], name="label_action_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.label} ({self.action_id})"
+
 
 class AuditEvent(models.Model):
     """Append-only record of every state change: who, what, when, from -> to."""
@@ -254,6 +261,9 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["action", "created_at"], name="audit_action_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.actor}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not self._state.adding:

@@ -76,8 +76,12 @@ def review_queue() -> QuerySet[ProposedAction]:
     return (
         ProposedAction.objects.filter(status=Status.NEEDS_REVIEW)
         .select_related("action_type", "agent", "decision__reviewer")
-        .order_by(F("escalated").desc(), F("sla_deadline").asc(nulls_last=True),
-                  F("risk_score").desc(nulls_last=True), "created_at")
+        .order_by(
+            F("escalated").desc(),
+            F("sla_deadline").asc(nulls_last=True),
+            F("risk_score").desc(nulls_last=True),
+            "created_at",
+        )
     )
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -72,7 +72,7 @@ def audit_record(
     )
 
 
-def actor_of_user(user: AbstractBaseUser) -> str:
+def actor_of_user(user: User) -> str:
     return f"user:{user.get_username()}"
 
 
@@ -108,8 +108,9 @@ def agent_create(*, name: str, action_types: list[str] | None = None, actor: str
             all_action_types=action_types is None,
         )
         agent.action_types.set(types)
-        audit_record(action=None, event="agent_created", actor=actor,
-                     data={"agent": name, "action_types": action_types})
+        audit_record(
+            action=None, event="agent_created", actor=actor, data={"agent": name, "action_types": action_types}
+        )
     return agent, token
 
 
@@ -188,9 +189,7 @@ def action_propose(
             agent=agent, idempotency_key=idempotency_key
         )
         if existing.request_fingerprint != fingerprint:
-            raise IdempotencyConflict(
-                "this idempotency key was already used with a different request body"
-            ) from None
+            raise IdempotencyConflict("this idempotency key was already used with a different request body") from None
         return existing, False
     return action, True
 
@@ -269,8 +268,11 @@ def _apply_decision(action: ProposedAction, decision: policy.Decision, *, actor:
             actor=actor,
             from_status=Status.PENDING,
             to_status=decision.status,
-            data={"risk_score": decision.risk_score, "policy_version": decision.policy_version,
-                  "audit_flagged": decision.audit_flagged},
+            data={
+                "risk_score": decision.risk_score,
+                "policy_version": decision.policy_version,
+                "audit_flagged": decision.audit_flagged,
+            },
         )
         _push_on_commit(action, "evaluated")
     return True
@@ -326,7 +328,7 @@ def action_hold_for_review(*, action_id: str, error: str) -> bool:
 # --- reviewers ----------------------------------------------------------------------------------
 
 
-def action_decide(*, action_id: str, user: AbstractBaseUser, verdict: str, reason: str = "") -> ProposedAction:
+def action_decide(*, action_id: str, user: User, verdict: str, reason: str = "") -> ProposedAction:
     """A reviewer's verdict on a held action. Of two concurrent decisions exactly one wins."""
     if verdict not in Verdict.values:
         raise ServiceError("verdict must be 'approve' or 'reject'")
@@ -339,8 +341,14 @@ def action_decide(*, action_id: str, user: AbstractBaseUser, verdict: str, reaso
         action.decided_at = timezone.now()
         action.save(update_fields=["status", "decided_at"])
         Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=reason)
-        audit_record(action=action, event="decided", actor=actor_of_user(user), from_status=previous,
-                     to_status=action.status, data={"verdict": verdict, "reason": reason})
+        audit_record(
+            action=action,
+            event="decided",
+            actor=actor_of_user(user),
+            from_status=previous,
+            to_status=action.status,
+            data={"verdict": verdict, "reason": reason},
+        )
         _push_on_commit(action, "decided")
     return action
 
@@ -348,28 +356,41 @@ def action_decide(*, action_id: str, user: AbstractBaseUser, verdict: str, reaso
 def action_cancel(*, action_id: str, agent: Agent) -> ProposedAction:
     """The agent withdraws its own pending or held action."""
     with transaction.atomic():
-        action = ProposedAction.objects.select_for_update().select_related("action_type", "agent").get(
-            pk=action_id, agent=agent
+        action = (
+            ProposedAction.objects.select_for_update()
+            .select_related("action_type", "agent")
+            .get(pk=action_id, agent=agent)
         )
         if action.status not in (Status.PENDING, Status.NEEDS_REVIEW):
             raise ActionConflict(f"action is {action.status}: only pending or needs_review actions can be cancelled")
         previous = action.status
         action.status = Status.CANCELLED
         action.save(update_fields=["status"])
-        audit_record(action=action, event="cancelled", actor=actor_of_agent(agent), from_status=previous,
-                     to_status=Status.CANCELLED)
+        audit_record(
+            action=action,
+            event="cancelled",
+            actor=actor_of_agent(agent),
+            from_status=previous,
+            to_status=Status.CANCELLED,
+        )
         _push_on_commit(action, "cancelled")
     return action
 
 
 def label_create(
-    *, action: ProposedAction, author: AbstractBaseUser, label: str, tags: list[str] | None = None, note: str = ""
+    *, action: ProposedAction, author: User, label: str, tags: list[str] | None = None, note: str = ""
 ) -> Label:
     """Record ground truth for any action; the newest label of an action wins, history stays."""
     with transaction.atomic():
         created = Label.objects.create(action=action, label=label, tags=tags or [], note=note, author=author)
-        audit_record(action=action, event="labelled", actor=actor_of_user(author), from_status=action.status,
-                     to_status=action.status, data={"label": label, "tags": tags or [], "note": note})
+        audit_record(
+            action=action,
+            event="labelled",
+            actor=actor_of_user(author),
+            from_status=action.status,
+            to_status=action.status,
+            data={"label": label, "tags": tags or [], "note": note},
+        )
         _push_on_commit(action, "labelled")
     return created
 
@@ -388,13 +409,18 @@ def _write_action_type(spec: policy.ActionTypeSpec, version: int) -> ActionType:
         for name in policy.ActionTypeSpec.__dataclass_fields__
         if name not in ("name", "rules")
     }
-    action_type, _ = ActionType.objects.update_or_create(
-        name=spec.name, defaults={**fields, "policy_version": version}
-    )
+    action_type, _ = ActionType.objects.update_or_create(name=spec.name, defaults={**fields, "policy_version": version})
     action_type.rules.all().delete()
     Rule.objects.bulk_create(
-        Rule(action_type=action_type, position=index, name=rule.name, require=rule.require,
-             on_fail=rule.on_fail, risk=rule.risk, message=rule.message)
+        Rule(
+            action_type=action_type,
+            position=index,
+            name=rule.name,
+            require=rule.require,
+            on_fail=rule.on_fail,
+            risk=rule.risk,
+            message=rule.message,
+        )
         for index, rule in enumerate(spec.rules)
     )
     return action_type
@@ -405,8 +431,12 @@ def policy_version_record(*, version: int, source: str, actor: str, changed: lis
     record = PolicyVersion.objects.create(
         number=version, source=source, created_by=actor, document=policy_document_current()
     )
-    audit_record(action=None, event="policy_changed", actor=actor,
-                 data={"policy_version": version, "source": source, "action_types": changed})
+    audit_record(
+        action=None,
+        event="policy_changed",
+        actor=actor,
+        data={"policy_version": version, "source": source, "action_types": changed},
+    )
     return record
 
 

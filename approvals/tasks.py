@@ -29,7 +29,7 @@ def evaluate_action(self: Task, action_id: str) -> None:
         if self.request.retries >= (self.max_retries or 0):
             logger.error("giving up evaluating action %s; the sweeper will take it", action_id)
             raise
-        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 30)) from exc
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
 
 
 @shared_task(acks_late=True)

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from approvals import selectors, services
-from approvals.api.permissions import REVIEW_PERMISSION
+from approvals.api.permissions import REVIEW_PERMISSION, request_reviewer
 from approvals.models import LabelValue, ProposedAction, Verdict
 
 
@@ -53,7 +53,10 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
     verdict = request.POST.get("verdict", "")
     try:
         services.action_decide(
-            action_id=str(action_id), user=request.user, verdict=verdict, reason=request.POST.get("reason", "")
+            action_id=str(action_id),
+            user=request_reviewer(request),
+            verdict=verdict,
+            reason=request.POST.get("reason", ""),
         )
     except services.ServiceError as exc:
         messages.error(request, exc.message)
@@ -71,7 +74,8 @@ def review_label(request: HttpRequest, action_id: UUID) -> HttpResponse:
         messages.error(request, "Choose safe or unsafe.")
     else:
         tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
-        services.label_create(action=action, author=request.user, label=label, tags=tags,
-                              note=request.POST.get("note", ""))
+        services.label_create(
+            action=action, author=request_reviewer(request), label=label, tags=tags, note=request.POST.get("note", "")
+        )
         messages.success(request, f"Labelled {label}.")
     return redirect("review-detail", action_id=action_id)

@@ -41,9 +41,7 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-embedded-default-" + "x" * 40
 
 ALLOWED_HOSTS = [
-    h.strip()
-    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
-    if h.strip()
+    h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]
 
 INSTALLED_APPS = [

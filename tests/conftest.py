@@ -157,9 +157,26 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_pat
     env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "escalation_app", "worker", "-n", node, "-c", "2",
-             "--without-gossip", "--without-mingle", "-l", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "escalation_app",
+                "worker",
+                "-n",
+                node,
+                "-c",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60

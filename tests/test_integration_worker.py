@@ -54,7 +54,8 @@ def test_worker_decides_each_outcome_and_reviewer_finishes_it(clients: tuple[API
     # a reviewer approves the held one; a second decision is refused
     first = reviewer_client.post(f"/api/v1/actions/{large['id']}/decision", {"verdict": "approve"}, format="json")
     second = reviewer_client.post(f"/api/v1/actions/{large['id']}/decision", {"verdict": "reject"}, format="json")
-    assert first.status_code == 200 and first.json()["status"] == "approved"
+    assert first.status_code == 200
+    assert first.json()["status"] == "approved"
     assert second.status_code == 409
 
     # every transition is audited, once
@@ -85,8 +86,9 @@ def test_task_delivered_three_times_decides_once(
     agent_client, _ = clients
     # given: a proposal whose evaluation message is followed by two copies (redeliveries)
     response = agent_client.post(
-        "/api/v1/actions", {"action_type": "refund", "params": {"order_id": "A-1", "amount": 20},
-                            "trajectory": LOOKED_UP}, format="json"
+        "/api/v1/actions",
+        {"action_type": "refund", "params": {"order_id": "A-1", "amount": 20}, "trajectory": LOOKED_UP},
+        format="json",
     )
     action_id = response.json()["id"]
     evaluate_action.delay(action_id)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from approvals.models import Agent
 from approvals.services import agent_authenticate
@@ -15,7 +15,7 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate(self, request: HttpRequest) -> tuple[Agent, Agent] | None:
+    def authenticate(self, request: Request) -> tuple[Agent, Agent] | None:
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
@@ -30,11 +30,11 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.")
         return agent, agent
 
-    def authenticate_header(self, request: HttpRequest) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
 
 
-class AgentTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class AgentTokenScheme(OpenApiAuthenticationExtension):
     target_class = "approvals.api.authentication.AgentTokenAuthentication"
     name = "agentToken"
 

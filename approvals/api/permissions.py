@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -12,10 +14,7 @@ REVIEW_PERMISSION = "approvals.review_action"
 
 def is_reviewer(user: Any) -> bool:
     return (
-        user is not None
-        and not isinstance(user, Agent)
-        and user.is_authenticated
-        and user.has_perm(REVIEW_PERMISSION)
+        user is not None and not isinstance(user, Agent) and user.is_authenticated and user.has_perm(REVIEW_PERMISSION)
     )
 
 
@@ -47,3 +46,17 @@ class IsAgentOrReviewer(BasePermission):
         if isinstance(request.user, Agent):
             return request.user.enabled
         return is_reviewer(request.user)
+
+
+def request_agent(request: Request) -> Agent:
+    """The agent behind a request that an agent permission already let through."""
+    if not isinstance(request.user, Agent):
+        raise PermissionDenied(IsAgent.message)
+    return request.user
+
+
+def request_reviewer(request: Any) -> User:
+    """The reviewer behind a request that a reviewer permission already let through."""
+    if not isinstance(request.user, User) or not is_reviewer(request.user):
+        raise PermissionDenied(IsReviewer.message)
+    return request.user

@@ -52,7 +52,7 @@ class ProposeSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False, allow_null=True)
     confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
     rationale = serializers.CharField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
-    context = JSONObjectField(required=False)
+    context = JSONObjectField(required=False)  # type: ignore[assignment]  # the metaclass pops declared fields
     trajectory = TrajectoryField(required=False, allow_null=True)
     callback_url = serializers.URLField(required=False, allow_blank=True, max_length=2000)
 
@@ -68,7 +68,7 @@ class DecisionInputSerializer(serializers.Serializer):
 
 
 class LabelInputSerializer(serializers.Serializer):
-    label = serializers.ChoiceField(choices=LabelValue.choices)
+    label = serializers.ChoiceField(choices=LabelValue.choices)  # type: ignore[assignment]  # a declared field
     tags = serializers.ListField(
         child=serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$"), required=False, default=list, max_length=20
     )
@@ -125,7 +125,7 @@ class ActionSerializer(serializers.Serializer):
     agent = serializers.CharField()
     status = serializers.CharField()
     params = serializers.JSONField()
-    context = serializers.JSONField()
+    context = serializers.JSONField()  # type: ignore[assignment]  # a declared field
     confidence = serializers.FloatField(allow_null=True)
     rationale = serializers.CharField()
     idempotency_key = serializers.CharField(allow_null=True)
@@ -147,7 +147,7 @@ class ActionSerializer(serializers.Serializer):
 
 class LabelSerializer(serializers.Serializer):
     id = serializers.IntegerField(read_only=True)
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a declared field
     tags = serializers.ListField(child=serializers.CharField())
     note = serializers.CharField()
     author = serializers.CharField(source="author.username", allow_null=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from uuid import UUID
 
 import django_filters
 from django.conf import settings
@@ -19,7 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals import events, selectors, services
-from approvals.api.permissions import IsAgentOrReviewer, IsEnabledAgent, IsReviewer
+from approvals.api.permissions import (
+    IsAgentOrReviewer,
+    IsEnabledAgent,
+    IsReviewer,
+    request_agent,
+    request_reviewer,
+)
 from approvals.api.serializers import (
     ActionSerializer,
     DecisionInputSerializer,
@@ -63,8 +70,15 @@ class ActionCollectionView(APIView):
     @extend_schema(
         request=ProposeSerializer,
         parameters=[WAIT, OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
-        responses={201: ActionSerializer, 200: ActionSerializer, 400: ERROR, 401: ERROR, 403: ERROR, 409: ERROR,
-                   413: ERROR},
+        responses={
+            201: ActionSerializer,
+            200: ActionSerializer,
+            400: ERROR,
+            401: ERROR,
+            403: ERROR,
+            409: ERROR,
+            413: ERROR,
+        },
         summary="Propose an action",
     )
     def post(self, request: Request) -> Response:
@@ -107,15 +121,20 @@ class ActionCollectionView(APIView):
             callback_url=values.get("callback_url", ""),
         )
         action = _held(request, action, lambda a: a.status != Status.PENDING, reload=True)
-        return Response(action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class ActionDetailView(APIView):
     permission_classes = [IsAgentOrReviewer]
 
-    @extend_schema(parameters=[WAIT], responses={200: ActionSerializer, 401: ERROR, 403: ERROR, 404: ERROR},
-                   summary="Get an action")
-    def get(self, request: Request, action_id: str) -> Response:
+    @extend_schema(
+        parameters=[WAIT],
+        responses={200: ActionSerializer, 401: ERROR, 403: ERROR, 404: ERROR},
+        summary="Get an action",
+    )
+    def get(self, request: Request, action_id: UUID) -> Response:
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
         action = _held(request, action, lambda a: a.is_final, reload=False)
         return Response(action_representation(action))
@@ -124,24 +143,30 @@ class ActionDetailView(APIView):
 class ActionCancelView(APIView):
     permission_classes = [IsEnabledAgent]
 
-    @extend_schema(request=None, responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
-                   summary="Withdraw an action")
-    def post(self, request: Request, action_id: str) -> Response:
+    @extend_schema(
+        request=None, responses={200: ActionSerializer, 404: ERROR, 409: ERROR}, summary="Withdraw an action"
+    )
+    def post(self, request: Request, action_id: UUID) -> Response:
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
-        action = services.action_cancel(action_id=str(action.pk), agent=request.user)
+        action = services.action_cancel(action_id=str(action.pk), agent=request_agent(request))
         return Response(action_representation(action))
 
 
 class ActionDecisionView(APIView):
     permission_classes = [IsReviewer]
 
-    @extend_schema(request=DecisionInputSerializer, responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
-                   summary="Approve or reject a held action")
-    def post(self, request: Request, action_id: str) -> Response:
+    @extend_schema(
+        request=DecisionInputSerializer,
+        responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
+        summary="Approve or reject a held action",
+    )
+    def post(self, request: Request, action_id: UUID) -> Response:
         serializer = DecisionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         get_object_or_404(ProposedAction.objects.only("pk"), pk=action_id)
-        action = services.action_decide(action_id=action_id, user=request.user, **serializer.validated_data)
+        action = services.action_decide(
+            action_id=action_id, user=request_reviewer(request), **serializer.validated_data
+        )
         return Response(action_representation(action))
 
 
@@ -149,18 +174,21 @@ class ActionLabelsView(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(responses={200: LabelSerializer(many=True)}, summary="Labels of an action, newest first")
-    def get(self, request: Request, action_id: str) -> Response:
+    def get(self, request: Request, action_id: UUID) -> Response:
         action = get_object_or_404(ProposedAction.objects.only("pk"), pk=action_id)
         labels = action.labels.select_related("author")
         return Response(LabelSerializer(labels, many=True).data)
 
-    @extend_schema(request=LabelInputSerializer, responses={201: LabelSerializer, 404: ERROR},
-                   summary="Record the ground truth of an action")
-    def post(self, request: Request, action_id: str) -> Response:
+    @extend_schema(
+        request=LabelInputSerializer,
+        responses={201: LabelSerializer, 404: ERROR},
+        summary="Record the ground truth of an action",
+    )
+    def post(self, request: Request, action_id: UUID) -> Response:
         serializer = LabelInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         action = get_object_or_404(ProposedAction.objects.all(), pk=action_id)
-        label = services.label_create(action=action, author=request.user, **serializer.validated_data)
+        label = services.label_create(action=action, author=request_reviewer(request), **serializer.validated_data)
         return Response(LabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
 
@@ -186,7 +214,10 @@ class EvaluationSummaryView(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(
-        parameters=[OpenApiParameter("action_type", OpenApiTypes.STR), OpenApiParameter("since", OpenApiTypes.DATETIME)],
+        parameters=[
+            OpenApiParameter("action_type", OpenApiTypes.STR),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+        ],
         responses={200: OpenApiTypes.OBJECT},
         summary="Automation rate and unsafe auto-approvals",
     )

@@ -118,28 +118,45 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
         fail_effect = spec.on_fail
         if time.monotonic() > deadline:
             findings.append(
-                _finding(spec.name, "error", "review", "not evaluated: the evaluation's time budget ran out",
-                         error="time budget exceeded")
+                _finding(
+                    spec.name,
+                    "error",
+                    "review",
+                    "not evaluated: the evaluation's time budget ran out",
+                    error="time budget exceeded",
+                )
             )
             continue
         try:
             result = rule.program.execute(context)
         except Exception as exc:  # any error in a rule fails closed
             findings.append(
-                _finding(spec.name, "error", "review", spec.message or f"rule {spec.name} raised an error",
-                         error=f"{type(exc).__name__}: {exc}")
+                _finding(
+                    spec.name,
+                    "error",
+                    "review",
+                    spec.message or f"rule {spec.name} raised an error",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             )
             continue
         if not isinstance(result, bool):
             findings.append(
-                _finding(spec.name, "error", "review", spec.message or f"rule {spec.name} did not return a boolean",
-                         error=f"result is {type(result).__name__}, not bool")
+                _finding(
+                    spec.name,
+                    "error",
+                    "review",
+                    spec.message or f"rule {spec.name} did not return a boolean",
+                    error=f"result is {type(result).__name__}, not bool",
+                )
             )
         elif result:
             findings.append(_finding(spec.name, "pass", "none", spec.message))
         else:
             extra = {"risk": spec.risk} if fail_effect == "risk" else {}
-            findings.append(_finding(spec.name, "fail", fail_effect, spec.message or f"rule {spec.name} failed", **extra))
+            findings.append(
+                _finding(spec.name, "fail", fail_effect, spec.message or f"rule {spec.name} failed", **extra)
+            )
     return findings
 
 
@@ -168,8 +185,9 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
     findings = schema_findings(policy, proposal.params)
 
     def done(status: str, risk: float | None, *, audit: bool = False) -> Decision:
-        return Decision(status=status, risk_score=risk, findings=findings, audit_flagged=audit,
-                        policy_version=policy.version)
+        return Decision(
+            status=status, risk_score=risk, findings=findings, audit_flagged=audit, policy_version=policy.version
+        )
 
     # 1. params fail the schema
     if any(f["outcome"] == "fail" for f in findings):
@@ -189,7 +207,9 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
     # 5 (computed before 4 so that held actions show their risk too)
     risk_terms = {f["rule"]: f["risk"] for f in evaluated if f["outcome"] == "fail" and f["effect"] == "risk"}
     risk = round(min(1.0, spec.base_risk + sum(risk_terms.values())), 6)
-    risk_message = " + ".join([f"base {spec.base_risk:g}"] + [f"{name} {value:g}" for name, value in risk_terms.items()])
+    risk_message = " + ".join(
+        [f"base {spec.base_risk:g}"] + [f"{name} {value:g}" for name, value in risk_terms.items()]
+    )
     risk_detail = {"base": spec.base_risk, "terms": risk_terms, "total": risk}
 
     # 4. a human is required
@@ -202,43 +222,82 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
 
     # 5. risk thresholds
     if spec.block_min_risk is not None and risk >= spec.block_min_risk:
-        findings.append(_finding("risk", "fail", "block",
-                                 f"risk {risk_message} = {risk:g} is at or above block_min_risk {spec.block_min_risk:g}",
-                                 **risk_detail))
+        findings.append(
+            _finding(
+                "risk",
+                "fail",
+                "block",
+                f"risk {risk_message} = {risk:g} is at or above block_min_risk {spec.block_min_risk:g}",
+                **risk_detail,
+            )
+        )
         return done(BLOCKED, risk)
     if risk > spec.auto_approve_max_risk:
-        findings.append(_finding("risk", "fail", "review",
-                                 f"risk {risk_message} = {risk:g} is above auto_approve_max_risk "
-                                 f"{spec.auto_approve_max_risk:g}", **risk_detail))
+        findings.append(
+            _finding(
+                "risk",
+                "fail",
+                "review",
+                f"risk {risk_message} = {risk:g} is above auto_approve_max_risk {spec.auto_approve_max_risk:g}",
+                **risk_detail,
+            )
+        )
         return done(NEEDS_REVIEW, risk)
-    findings.append(_finding("risk", "pass", "none",
-                             f"risk {risk_message} = {risk:g} is within auto_approve_max_risk "
-                             f"{spec.auto_approve_max_risk:g}", **risk_detail))
+    findings.append(
+        _finding(
+            "risk",
+            "pass",
+            "none",
+            f"risk {risk_message} = {risk:g} is within auto_approve_max_risk {spec.auto_approve_max_risk:g}",
+            **risk_detail,
+        )
+    )
 
     # 6. confidence and amount
     hold = False
     if spec.min_confidence is not None:
         if proposal.confidence is None or proposal.confidence < spec.min_confidence:
             shown = "missing" if proposal.confidence is None else f"{proposal.confidence:g}"
-            findings.append(_finding("confidence", "fail", "review",
-                                     f"confidence {shown} is below min_confidence {spec.min_confidence:g}"))
+            findings.append(
+                _finding(
+                    "confidence",
+                    "fail",
+                    "review",
+                    f"confidence {shown} is below min_confidence {spec.min_confidence:g}",
+                )
+            )
             hold = True
         else:
-            findings.append(_finding("confidence", "pass", "none",
-                                     f"confidence {proposal.confidence:g} meets min_confidence {spec.min_confidence:g}"))
+            findings.append(
+                _finding(
+                    "confidence",
+                    "pass",
+                    "none",
+                    f"confidence {proposal.confidence:g} meets min_confidence {spec.min_confidence:g}",
+                )
+            )
     if spec.max_auto_amount is not None and spec.amount_path:
         amount = _amount(proposal.params, spec.amount_path)
         if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-            findings.append(_finding("amount", "fail", "review",
-                                     f"no numeric amount at {spec.amount_path!r}; a person must check it"))
+            findings.append(
+                _finding(
+                    "amount", "fail", "review", f"no numeric amount at {spec.amount_path!r}; a person must check it"
+                )
+            )
             hold = True
         elif amount > spec.max_auto_amount:
-            findings.append(_finding("amount", "fail", "review",
-                                     f"amount {amount:g} is above max_auto_amount {spec.max_auto_amount:g}"))
+            findings.append(
+                _finding(
+                    "amount", "fail", "review", f"amount {amount:g} is above max_auto_amount {spec.max_auto_amount:g}"
+                )
+            )
             hold = True
         else:
-            findings.append(_finding("amount", "pass", "none",
-                                     f"amount {amount:g} is within max_auto_amount {spec.max_auto_amount:g}"))
+            findings.append(
+                _finding(
+                    "amount", "pass", "none", f"amount {amount:g} is within max_auto_amount {spec.max_auto_amount:g}"
+                )
+            )
     if hold:
         return done(NEEDS_REVIEW, risk)
 
@@ -261,7 +320,14 @@ def evaluation_error_decision(exc: BaseException | str, *, policy_version: int |
     return Decision(
         status=NEEDS_REVIEW,
         risk_score=None,
-        findings=[_finding("evaluation", "error", "review", "the gate could not evaluate this action; "
-                           "a person must decide", error=error)],
+        findings=[
+            _finding(
+                "evaluation",
+                "error",
+                "review",
+                "the gate could not evaluate this action; a person must decide",
+                error=error,
+            )
+        ],
         policy_version=policy_version,
     )

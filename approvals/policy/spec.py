@@ -84,8 +84,9 @@ class _Checker:
     def error(self, key: str, message: str) -> None:
         self.errors.append(f"{self.place}.{key}: {message}" if key else f"{self.place}: {message}")
 
-    def number(self, data: dict, key: str, default: float | None, *, low: float, high: float | None,
-               nullable: bool) -> float | None:
+    def number(
+        self, data: dict, key: str, default: float | None, *, low: float, high: float | None, nullable: bool
+    ) -> float | None:
         value = data.get(key, default)
         if value is None:
             if not nullable:

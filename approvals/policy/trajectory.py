@@ -41,9 +41,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # OpenAI content parts
-        return "".join(
-            str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
-        )
+        return "".join(str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
     return json.dumps(content, sort_keys=True)
 
 

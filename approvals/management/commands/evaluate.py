@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils.dateparse import parse_date, parse_datetime
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from approvals.selectors import evaluation_summary
 
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         if since:
             since_at = parse_datetime(since)
             if since_at is None and (day := parse_date(since)) is not None:
-                since_at = timezone.make_aware(timezone.datetime(day.year, day.month, day.day))
+                since_at = timezone.make_aware(datetime(day.year, day.month, day.day))
             if since_at is None:
                 raise CommandError(f"--since {since!r} is not an ISO date or date-time")
             if timezone.is_naive(since_at):

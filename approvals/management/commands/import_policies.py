@@ -38,4 +38,6 @@ class Command(BaseCommand):
                 f"{file}: nothing was imported; {len(exc.errors)} problem(s):\n  " + "\n  ".join(exc.errors)
             ) from exc
         names = ", ".join(item["name"] for item in document["action_types"])
-        self.stdout.write(f"imported {len(document['action_types'])} action type(s) ({names}) as policy_version {version}")
+        self.stdout.write(
+            f"imported {len(document['action_types'])} action type(s) ({names}) as policy_version {version}"
+        )

@@ -14,21 +14,48 @@ from approvals.models import ActionType, Agent, ProposedAction
 
 DEMO_POLICY = Path(settings.BASE_DIR) / "policies" / "demo.yaml"
 
-ORDER_LOOKUP = {"kind": "tool_call", "tool": "get_order", "args": {"order_id": "A-1001"},
-                "result": '{"order_id": "A-1001", "total": 120.0, "status": "delivered"}'}
+ORDER_LOOKUP = {
+    "kind": "tool_call",
+    "tool": "get_order",
+    "args": {"order_id": "A-1001"},
+    "result": '{"order_id": "A-1001", "total": 120.0, "status": "delivered"}',
+}
 CUSTOMER = {"kind": "message", "role": "user", "content": "My blender arrived broken, can I get my money back?"}
 
 DEMO_PROPOSALS: list[dict[str, Any]] = [
-    {"action_type": "refund", "params": {"order_id": "A-1001", "amount": 42.5}, "confidence": 0.93,
-     "rationale": "Damaged item; order looked up", "trajectory": [CUSTOMER, ORDER_LOOKUP]},
-    {"action_type": "refund", "params": {"order_id": "A-1001", "amount": 115.0}, "confidence": 0.8,
-     "rationale": "Full refund requested", "trajectory": [CUSTOMER, ORDER_LOOKUP]},
-    {"action_type": "refund", "params": {"order_id": "B-2002", "amount": 30}, "confidence": 0.7,
-     "rationale": "Customer says B-2002 was late", "trajectory": [CUSTOMER, ORDER_LOOKUP]},
-    {"action_type": "refund", "params": {"order_id": "A-1001", "amount": "all"},
-     "rationale": "Refund everything", "trajectory": [CUSTOMER]},
-    {"action_type": "escalate_ticket", "params": {"ticket_id": "T-88", "team": "legal"},
-     "rationale": "Customer threatens to sue", "context": {"ticket_id": "T-88"}},
+    {
+        "action_type": "refund",
+        "params": {"order_id": "A-1001", "amount": 42.5},
+        "confidence": 0.93,
+        "rationale": "Damaged item; order looked up",
+        "trajectory": [CUSTOMER, ORDER_LOOKUP],
+    },
+    {
+        "action_type": "refund",
+        "params": {"order_id": "A-1001", "amount": 115.0},
+        "confidence": 0.8,
+        "rationale": "Full refund requested",
+        "trajectory": [CUSTOMER, ORDER_LOOKUP],
+    },
+    {
+        "action_type": "refund",
+        "params": {"order_id": "B-2002", "amount": 30},
+        "confidence": 0.7,
+        "rationale": "Customer says B-2002 was late",
+        "trajectory": [CUSTOMER, ORDER_LOOKUP],
+    },
+    {
+        "action_type": "refund",
+        "params": {"order_id": "A-1001", "amount": "all"},
+        "rationale": "Refund everything",
+        "trajectory": [CUSTOMER],
+    },
+    {
+        "action_type": "escalate_ticket",
+        "params": {"ticket_id": "T-88", "team": "legal"},
+        "rationale": "Customer threatens to sue",
+        "context": {"ticket_id": "T-88"},
+    },
     {"action_type": "cancel_subscription", "params": {"customer_id": "C-19"}, "rationale": "Asked to cancel"},
 ]
 
@@ -41,8 +68,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, password: str, **options: Any) -> None:
         if not ActionType.objects.exists():
-            version = services.policies_import(document=load_policy_file(str(DEMO_POLICY)), actor="command:seed_demo",
-                                               source="seed")
+            version = services.policies_import(
+                document=load_policy_file(str(DEMO_POLICY)), actor="command:seed_demo", source="seed"
+            )
             self.stdout.write(f"policy: {DEMO_POLICY.name} as policy_version {version}")
         with transaction.atomic():
             admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
@@ -64,9 +92,14 @@ class Command(BaseCommand):
                 body = {**proposal, "idempotency_key": f"demo-{index}"}
                 action_type = ActionType.objects.get(name=body.pop("action_type"))
                 services.action_propose(
-                    agent=agent, action_type=action_type, fingerprint=services.request_fingerprint(body),
-                    params=body["params"], trajectory_raw=body.get("trajectory"), context=body.get("context"),
-                    confidence=body.get("confidence"), rationale=body.get("rationale", ""),
+                    agent=agent,
+                    action_type=action_type,
+                    fingerprint=services.request_fingerprint(body),
+                    params=body["params"],
+                    trajectory_raw=body.get("trajectory"),
+                    context=body.get("context"),
+                    confidence=body.get("confidence"),
+                    rationale=body.get("rationale", ""),
                     idempotency_key=body["idempotency_key"],
                 )
         self.stdout.write(f"users: admin / {password} (superuser), reviewer / {password} (reviewers group)")
