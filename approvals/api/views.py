@@ -165,7 +165,7 @@ class ActionDecisionView(APIView):
         serializer.is_valid(raise_exception=True)
         get_object_or_404(ProposedAction.objects.only("pk"), pk=action_id)
         action = services.action_decide(
-            action_id=action_id, user=request_reviewer(request), **serializer.validated_data
+            action_id=str(action_id), user=request_reviewer(request), **serializer.validated_data
         )
         return Response(action_representation(action))
 
