@@ -1,0 +1,48 @@
+# Autonomy Gate: `make run` (demo on the embedded default) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON_VERSION := $(shell cat .python-version)
+PYTHON ?= $(shell (pyenv root >/dev/null 2>&1 && ls -d $$(pyenv root)/versions/$(PYTHON_VERSION)*/bin/python 2>/dev/null | sort -V | tail -n 1) || command -v python$(PYTHON_VERSION))
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE := escalation_app.settings
+
+.PHONY: install run test lint typecheck pytest worker clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# Only for the Compose Spec JSON Schema it ships (tests/test_deploy.py); its code is never run.
+	$(PY) -m pip install --quiet --no-deps docker-compose==1.29.2
+	touch $@
+
+install: $(VENV)/.installed
+
+## The demo: SQLite, tasks in-process, in-memory channel layer; open http://127.0.0.1:8000/review/
+run: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py migrate --noinput
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py seed_demo
+	env -u DATABASE_URL -u REDIS_URL $(PY) manage.py runserver $(HOST):$(PORT)
+
+## The whole suite: lint, types, and pytest against PostgreSQL, Redis and a real Celery worker.
+test: install lint typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+pytest: install
+	$(PY) -m pytest
+
+## A worker for the full stack (needs DATABASE_URL and REDIS_URL).
+worker: install
+	$(VENV)/bin/celery -A escalation_app worker -l INFO
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

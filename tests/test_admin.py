@@ -1,0 +1,91 @@
+"""The admin edits the same policy fields, refuses invalid schemas and rules, and versions changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from approvals.models import ActionType, AuditEvent, PolicyVersion, Rule
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client: Client) -> Client:
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    return client
+
+
+def form(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "name": "refund",
+        "description": "",
+        "enabled": "on",
+        "mode": "gate",
+        "params_schema": '{"type": "object"}',
+        "base_risk": "0.1",
+        "auto_approve_max_risk": "0.5",
+        "block_min_risk": "",
+        "min_confidence": "",
+        "amount_path": "",
+        "max_auto_amount": "",
+        "audit_sample_rate": "0",
+        "builtin_checks": "on",
+        "review_sla_minutes": "",
+        "expire_after_minutes": "",
+        "rules-TOTAL_FORMS": "1",
+        "rules-INITIAL_FORMS": "0",
+        "rules-MIN_NUM_FORMS": "0",
+        "rules-MAX_NUM_FORMS": "1000",
+        "rules-0-position": "0",
+        "rules-0-name": "looked_up",
+        "rules-0-require": "size(trajectory) > 0",
+        "rules-0-on_fail": "review",
+        "rules-0-risk": "0",
+        "rules-0-message": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_saves_a_type_with_rules_as_a_new_policy_version(admin_client: Client) -> None:
+    response = admin_client.post("/admin/approvals/actiontype/add/", form())
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    action_type = ActionType.objects.get(name="refund")
+    assert list(action_type.rules.values_list("name", flat=True)) == ["looked_up"]
+    assert action_type.policy_version == 1
+    version = PolicyVersion.objects.get(number=1)
+    assert version.source == "admin"
+    assert version.created_by == "user:root"
+    assert version.document["action_types"][0]["rules"][0]["require"] == "size(trajectory) > 0"
+    assert AuditEvent.objects.filter(event="policy_changed", actor="user:root").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"params_schema": '{"type": "objekt"}'}, "invalid JSON Schema"),
+        ({"params_schema": "[1, 2]"}, "must be a JSON Schema object"),
+        ({"rules-0-require": "params.("}, "invalid CEL"),
+        ({"rules-0-name": "risk"}, "reserved"),
+        ({"base_risk": "1.5"}, "must be between 0 and 1"),
+    ],
+)
+def test_admin_refuses_invalid_policies_before_saving(admin_client: Client, overrides: dict, message: str) -> None:
+    response = admin_client.post("/admin/approvals/actiontype/add/", form(**overrides))
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not ActionType.objects.exists()
+    assert not Rule.objects.exists()
+    assert not PolicyVersion.objects.exists()
+
+
+def test_admin_cannot_edit_statuses_or_add_agents(admin_client: Client) -> None:
+    assert admin_client.get("/admin/approvals/proposedaction/add/").status_code == 403
+    assert admin_client.get("/admin/approvals/agent/add/").status_code == 403
+    assert admin_client.get("/admin/approvals/auditevent/add/").status_code == 403
