@@ -6,6 +6,7 @@ it holds the action for a human.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -256,7 +257,8 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
     # 6. confidence and amount
     hold = False
     if spec.min_confidence is not None:
-        if proposal.confidence is None or proposal.confidence < spec.min_confidence:
+        # Written so that a NaN confidence is held too: every comparison with NaN is false.
+        if proposal.confidence is None or not proposal.confidence >= spec.min_confidence:
             shown = "missing" if proposal.confidence is None else f"{proposal.confidence:g}"
             findings.append(
                 _finding(
@@ -278,7 +280,12 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
             )
     if spec.max_auto_amount is not None and spec.amount_path:
         amount = _amount(proposal.params, spec.amount_path)
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        # A NaN or infinite amount is no amount: NaN compares false with every limit and would pass.
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, (int, float))
+            or (isinstance(amount, float) and not math.isfinite(amount))
+        ):
             findings.append(
                 _finding(
                     "amount", "fail", "review", f"no numeric amount at {spec.amount_path!r}; a person must check it"

@@ -246,7 +246,9 @@ def parse_document(document: Any) -> list[ActionTypeSpec]:
     errors: list[str] = []
     for key in sorted(set(document) - {"version", "action_types"}):
         errors.append(f"{key}: unknown field")
-    if document.get("version") != FORMAT_VERSION:
+    version = document.get("version")
+    # ``true == 1`` in Python; a YAML ``version: true`` is not the format's version.
+    if isinstance(version, bool) or version != FORMAT_VERSION:
         errors.append(f"version: must be {FORMAT_VERSION}")
     items = document.get("action_types")
     if not isinstance(items, list):

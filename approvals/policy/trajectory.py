@@ -30,7 +30,7 @@ def _parse_json_text(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value, parse_constant=_reject_constant)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting deeper than the parser's limit stays text too
             return value
     return value
 
