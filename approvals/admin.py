@@ -80,6 +80,8 @@ class ActionTypeForm(forms.ModelForm):
             value = cleaned.get(field)
             if value is not None and not 0 <= value <= 1:
                 self.add_error(field, "must be between 0 and 1")
+        if cleaned.get("max_auto_amount") is not None and not cleaned.get("amount_path"):
+            self.add_error("amount_path", "is required when max_auto_amount is set")
         return cleaned
 
 

@@ -307,11 +307,18 @@ def test_audit_sample_rate_out_of_range_is_reported(value: Any) -> None:
 
 @pytest.mark.parametrize("value", [-1, -0.5, math.inf, math.nan, "100", True])
 def test_max_auto_amount_negative_or_not_a_number_is_reported(value: Any) -> None:
-    assert places(errors_of(action_type(max_auto_amount=value))) == ["action_type.max_auto_amount"]
+    assert places(errors_of(action_type(max_auto_amount=value, amount_path="amount"))) == [
+        "action_type.max_auto_amount"
+    ]
 
 
 def test_max_auto_amount_has_no_upper_bound() -> None:
-    assert parse_action_type(action_type(max_auto_amount=10**9)).max_auto_amount == 10**9
+    assert parse_action_type(action_type(max_auto_amount=10**9, amount_path="amount")).max_auto_amount == 10**9
+
+
+def test_max_auto_amount_without_amount_path_is_refused() -> None:
+    # without a path the amount check could never run: a limit that silently does nothing
+    assert places(errors_of(action_type(max_auto_amount=100))) == ["action_type.amount_path"]
 
 
 @pytest.mark.parametrize("field", ["review_sla_minutes", "expire_after_minutes"])
@@ -552,7 +559,7 @@ SPECS = st.builds(
     auto_approve_max_risk=UNIT,
     block_min_risk=OPTIONAL_UNIT,
     min_confidence=OPTIONAL_UNIT,
-    amount_path=st.sampled_from(["", "amount", "refund.amount", "items.0.amount"]),
+    amount_path=st.sampled_from(["amount", "refund.amount", "items.0.amount"]),
     max_auto_amount=st.none() | st.floats(min_value=0, max_value=1e12, allow_nan=False),
     audit_sample_rate=UNIT,
     builtin_checks=st.booleans(),

@@ -601,3 +601,22 @@ def test_rules_can_read_every_field_of_every_real_step(real_runs: list[dict[str,
             "pass",
             "pass",
         ]
+
+
+def test_openai_developer_role_is_read_as_system() -> None:
+    # given: the newer name OpenAI gives system instructions
+    steps = normalize_trajectory(openai({"role": "developer", "content": "Follow the airline policy"}))
+
+    # then: rules see one role for system instructions, whatever the API version called it
+    assert steps == [message_step("system", "Follow the airline policy")]
+
+
+def test_tool_result_sent_as_content_parts_is_joined_and_parsed() -> None:
+    steps = normalize_trajectory(
+        openai(
+            {"role": "assistant", "content": None, "tool_calls": [call("c1", "get_order")]},
+            tool_message("c1", [{"type": "text", "text": '{"total": '}, {"type": "text", "text": "80}"}]),
+        )
+    )
+
+    assert steps == [tool_call_step("get_order", {}, {"total": 80})]

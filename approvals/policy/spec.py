@@ -234,6 +234,8 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         "expire_after_minutes": check.integer(data, "expire_after_minutes"),
         "rules": tuple(rules),
     }
+    if values["max_auto_amount"] is not None and not spec_kwargs["amount_path"]:
+        check.error("amount_path", "is required when max_auto_amount is set (where is the amount in params?)")
     if check.errors:
         raise PolicyError(check.errors)
     return ActionTypeSpec(**spec_kwargs, **{k: v for k, v in values.items()})  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 ROLES = ("user", "assistant", "system", "tool")
+# OpenAI's newer and older names for two of those roles.
+OPENAI_ROLE_ALIASES = {"developer": "system", "function": "tool"}
 
 
 class TrajectoryError(ValueError):
@@ -96,6 +98,7 @@ def normalize_openai(messages: list[Any]) -> list[dict]:
         if not isinstance(message, dict):
             raise TrajectoryError(path, "a message must be an object")
         role = message.get("role")
+        role = OPENAI_ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
         if role not in ROLES:
             raise TrajectoryError(f"{path}.role", f"role must be one of {', '.join(ROLES)}")
         if role == "tool":
@@ -105,7 +108,8 @@ def normalize_openai(messages: list[Any]) -> list[dict]:
                 match = 0
             if match is not None:
                 _, step = open_calls.pop(match)
-                step["result"] = _parse_json_text(message.get("content"))
+                content = message.get("content")
+                step["result"] = _parse_json_text(_content_text(content) if isinstance(content, list) else content)
             continue
         tool_calls = message.get("tool_calls") or []
         if not isinstance(tool_calls, list):
