@@ -18,7 +18,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from approvals import events, policy
+from approvals import events, policy, selectors
 from approvals.models import (
     ActionType,
     Agent,
@@ -31,7 +31,6 @@ from approvals.models import (
     Status,
     Verdict,
 )
-from approvals.selectors import action_type_spec, compiled_policy_for, policy_document_current
 
 logger = logging.getLogger(__name__)
 
@@ -291,9 +290,10 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
     attempts = action.evaluation_attempts + 1
     if attempts > settings.GATE_MAX_EVALUATION_ATTEMPTS:
         action_hold_for_review(action_id=action_id, error=f"evaluation did not finish in {attempts - 1} attempts")
+        action.refresh_from_db()
         return action
     try:
-        compiled = compiled_policy_for(action.action_type)
+        compiled = selectors.compiled_policy_for(action.action_type)
         decision = policy.policy_evaluate(
             compiled,
             policy.Proposal(
@@ -429,7 +429,7 @@ def _write_action_type(spec: policy.ActionTypeSpec, version: int) -> ActionType:
 def policy_version_record(*, version: int, source: str, actor: str, changed: list[str]) -> PolicyVersion:
     """Snapshot the whole policy as version ``version``; call inside the changing transaction."""
     record = PolicyVersion.objects.create(
-        number=version, source=source, created_by=actor, document=policy_document_current()
+        number=version, source=source, created_by=actor, document=selectors.policy_document_current()
     )
     audit_record(
         action=None,
@@ -457,7 +457,7 @@ def policies_import(*, document: Any, actor: str, source: str = "import") -> int
 
 def action_type_policy_changed(*, action_type: ActionType, actor: str, source: str = "admin") -> int:
     """After an edit of a type in the admin: validate it as a whole and record a new version."""
-    spec = action_type_spec(action_type)
+    spec = selectors.action_type_spec(action_type)
     policy.parse_action_type(spec.to_document(), action_type.name)
     with transaction.atomic():
         version = _next_policy_version()

@@ -8,13 +8,20 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django.views.defaults import page_not_found
 
 from approvals import selectors, services
 from approvals.api.permissions import REVIEW_PERMISSION, request_reviewer
 from approvals.models import LabelValue, ProposedAction, Verdict
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
 
 
 def reviewer_required(view):  # type: ignore[no-untyped-def]

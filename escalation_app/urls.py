@@ -6,6 +6,9 @@ from drf_spectacular.views import SpectacularAPIView
 
 from approvals import views
 
+# JSON for API clients, Django's HTML pages for people.
+handler404 = "approvals.views.not_found"
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/review/", permanent=False)),
     path("admin/", admin.site.urls),

@@ -25,6 +25,31 @@ class JSONObjectField(serializers.JSONField):
         return data
 
 
+class NumberField(serializers.FloatField):
+    """A JSON number: a string or a boolean is a mistyped field, not something to convert."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StringField(serializers.CharField):
+    """A JSON string: a number is a mistyped field, not something to convert."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StringURLField(serializers.URLField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 @extend_schema_field({"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]})
 class TrajectoryField(serializers.Field):
     """Native steps, or {"format": "openai", "messages": [...]}; validated by normalising it."""
@@ -49,17 +74,12 @@ class ProposeSerializer(serializers.Serializer):
         error_messages={"does_not_exist": "Unknown action type {value}."},
     )
     params = JSONObjectField()
-    idempotency_key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False, allow_null=True)
-    confidence = serializers.FloatField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
-    rationale = serializers.CharField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
+    idempotency_key = StringField(max_length=MAX_KEY_LENGTH, required=False, allow_null=True)
+    confidence = NumberField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
+    rationale = StringField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
     context = JSONObjectField(required=False)  # type: ignore[assignment]  # the metaclass pops declared fields
     trajectory = TrajectoryField(required=False, allow_null=True)
-    callback_url = serializers.URLField(required=False, allow_blank=True, max_length=2000)
-
-    def validate_confidence(self, value: Any) -> Any:
-        if isinstance(self.initial_data.get("confidence"), bool):
-            raise serializers.ValidationError("A valid number is required.")
-        return value
+    callback_url = StringURLField(required=False, allow_blank=True, max_length=2000)
 
 
 class DecisionInputSerializer(serializers.Serializer):

@@ -54,11 +54,10 @@ def wait_seconds(request: Request) -> float:
     return min(value, float(settings.GATE_MAX_WAIT_SECONDS))
 
 
-def _held(request: Request, action: ProposedAction, done: Any, *, reload: bool) -> ProposedAction:
-    """The action after waiting (``?wait=``) until ``done`` holds for it; ``reload`` reads it
+def _held(request: Request, action: ProposedAction, done: Any, *, seconds: float, reload: bool) -> ProposedAction:
+    """The action after waiting ``seconds`` until ``done`` holds for it; ``reload`` reads it
     again even without waiting (after proposing, the embedded mode has evaluated it on commit)."""
     queryset = selectors.actions_visible_to(request.user)
-    seconds = wait_seconds(request)
     if not seconds or done(action):
         return queryset.get(pk=action.pk) if reload else action
     return events.wait_for(str(action.id), seconds, lambda: queryset.get(pk=action.pk), done)
@@ -85,6 +84,8 @@ class ActionCollectionView(APIView):
         body = request.data
         if not isinstance(body, dict):
             raise ParseError("The body must be a JSON object.")
+        # Checked before anything is stored: a bad ?wait= must not leave an action behind.
+        seconds = wait_seconds(request)
         data = dict(body)
         header_key = request.headers.get("Idempotency-Key")
         if header_key is not None:
@@ -120,7 +121,7 @@ class ActionCollectionView(APIView):
             idempotency_key=values.get("idempotency_key"),
             callback_url=values.get("callback_url", ""),
         )
-        action = _held(request, action, lambda a: a.status != Status.PENDING, reload=True)
+        action = _held(request, action, lambda a: a.status != Status.PENDING, seconds=seconds, reload=True)
         return Response(
             action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -135,8 +136,9 @@ class ActionDetailView(APIView):
         summary="Get an action",
     )
     def get(self, request: Request, action_id: UUID) -> Response:
+        seconds = wait_seconds(request)
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
-        action = _held(request, action, lambda a: a.is_final, reload=False)
+        action = _held(request, action, lambda a: a.is_final, seconds=seconds, reload=False)
         return Response(action_representation(action))
 
 
