@@ -146,12 +146,17 @@ def propose(agent_client: APIClient, django_capture_on_commit_callbacks: Any) ->
 # --- a real Celery worker -------------------------------------------------------------------------
 
 
+def subprocess_database_url() -> str:
+    """DATABASE_URL pointing at the test database pytest-django made, for server subprocesses."""
+    from django.db import connection
+
+    return urlparse(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
     """``celery -A escalation_app worker`` as a subprocess, on the test database and test Redis."""
-    from django.db import connection
-
-    db_url = urlparse(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    db_url = subprocess_database_url()
     node = f"test-{uuid.uuid4().hex[:8]}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO"}

@@ -12,14 +12,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
 from approvals import services
-from tests.conftest import LOOKED_UP, TEST_POLICY
+from tests.conftest import LOOKED_UP, TEST_POLICY, subprocess_database_url
 from tests.factories import AgentFactory, ReviewerFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,9 +106,7 @@ def test_embedded_demo_serves_the_api_and_decides_in_process(tmp_path: Path) -> 
 @pytest.fixture
 def asgi_server(celery_worker_process: str, tmp_path: Path) -> Iterator[str]:
     """uvicorn serving escalation_app.asgi:application on loopback, on the test database."""
-    from django.db import connection
-
-    db_url = urlparse(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    db_url = subprocess_database_url()
     port = free_port()
     log = tmp_path / "uvicorn.log"
     with log.open("wb") as out:

@@ -99,6 +99,15 @@ class _Checker:
             self.error(key, f"must be between {low} and {high}" if high is not None else f"must be >= {low}")
         return float(value)
 
+    def name(self, data: dict) -> str:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.error("name", "is required")
+            return ""
+        if not NAME_PATTERN.match(name):
+            self.error("name", "must be letters, digits, '_' or '-' (at most 100)")
+        return name
+
     def integer(self, data: dict, key: str) -> int | None:
         value = data.get(key)
         if value is None:
@@ -157,13 +166,8 @@ def parse_rule(data: Any, place: str) -> tuple[RuleSpec | None, list[str]]:
         return None, check.errors
     for key in sorted(set(data) - RULE_FIELDS):
         check.error(key, "unknown field")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        check.error("name", "is required")
-        name = ""
-    elif not NAME_PATTERN.match(name):
-        check.error("name", "must be letters, digits, '_' or '-' (at most 100)")
-    elif name in RESERVED_RULE_NAMES:
+    name = check.name(data)
+    if name in RESERVED_RULE_NAMES:
         check.error("name", f"{name!r} is reserved for the gate's own findings")
     reason = check_cel_expression(data.get("require"))
     if reason:
@@ -185,12 +189,7 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         raise PolicyError([f"{place}: an action type must be a mapping"])
     for key in sorted(set(data) - ACTION_TYPE_FIELDS):
         check.error(key, "unknown field")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        check.error("name", "is required")
-        name = ""
-    elif not NAME_PATTERN.match(name):
-        check.error("name", "must be letters, digits, '_' or '-' (at most 100)")
+    name = check.name(data)
     if "params_schema" not in data:
         check.error("params_schema", "is required")
     else:
