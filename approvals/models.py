@@ -197,6 +197,12 @@ class ProposedAction(models.Model):
             models.Index(fields=["agent", "-created_at"], name="action_agent_idx"),
             models.Index(fields=["action_type", "status"], name="action_type_status_idx"),
             models.Index(fields=["created_at"], condition=Q(status=Status.PENDING), name="action_pending_idx"),
+            # The built-in check for repeats of refused proposals.
+            models.Index(
+                fields=["agent", "action_type", "-created_at"],
+                condition=Q(status__in=[Status.REJECTED, Status.BLOCKED]),
+                name="action_refused_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
@@ -69,6 +69,28 @@ def actions_visible_to(principal: Any) -> QuerySet[ProposedAction]:
     if isinstance(principal, Agent):
         return queryset.filter(agent=principal)
     return queryset
+
+
+REPEAT_WINDOW = timedelta(hours=24)
+
+
+def refused_identical_proposal(action: ProposedAction) -> dict[str, str] | None:
+    """The newest proposal of the last 24 hours with the same agent, type and params that was
+    rejected or blocked (built-in check of contract §5), as {"id", "status"}."""
+    earlier = (
+        ProposedAction.objects.filter(
+            agent_id=action.agent_id,
+            action_type_id=action.action_type_id,
+            status__in=(Status.REJECTED, Status.BLOCKED),
+            created_at__gte=action.created_at - REPEAT_WINDOW,
+            params=action.params,
+        )
+        .exclude(pk=action.pk)
+        .order_by("-created_at")
+        .values("id", "status")
+        .first()
+    )
+    return {"id": str(earlier["id"]), "status": earlier["status"]} if earlier else None
 
 
 def review_queue() -> QuerySet[ProposedAction]:

@@ -305,6 +305,9 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
                 agent={"name": action.agent.name},
                 trajectory=action.trajectory,
                 now=timezone.now(),
+                refused_repeat_of=selectors.refused_identical_proposal(action)
+                if action.action_type.builtin_checks
+                else None,
             ),
         )
     except DatabaseError:

@@ -620,3 +620,39 @@ def test_rotated_token_replaces_the_old_one(policy_v1):
 
     assert services.agent_authenticate(old) is None
     assert services.agent_authenticate(new) == agent
+
+
+# --- built-in check: repeats of refused proposals -----------------------------------------------
+
+
+def test_repeat_of_a_rejected_proposal_is_held_for_review(policy_v1, agent, reviewer):
+    # given: a held refund that a reviewer rejected
+    first = evaluated(agent, params={"order_id": "A-1", "amount": 500})
+    services.action_decide(action_id=str(first.id), user=reviewer, verdict="reject")
+
+    # when: the agent proposes the identical refund again, and a different one
+    again = evaluated(agent, params={"order_id": "A-1", "amount": 500})
+    other = evaluated(agent, params={"order_id": "A-1", "amount": 20})
+
+    # then: only the identical one is held, and its finding names the refused proposal
+    found = {f["rule"]: f for f in again.findings}
+    assert again.status == Status.NEEDS_REVIEW
+    assert found["repeat_of_refused"]["outcome"] == "fail"
+    assert found["repeat_of_refused"]["repeat_of"] == str(first.id)
+    assert other.status == Status.AUTO_APPROVED
+
+
+def test_repeat_of_a_blocked_proposal_by_another_agent_or_older_than_a_day_is_not_held(policy_v1, agent):
+    blocked = evaluated(agent, params={"order_id": "A-1", "amount": "lots"})
+    assert blocked.status == Status.BLOCKED
+    ProposedAction.objects.filter(pk=blocked.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    stranger = AgentFactory()
+    blocked_by_stranger = evaluated(stranger, params={"order_id": "A-1", "amount": 20}, trajectory=[])
+    ProposedAction.objects.filter(pk=blocked_by_stranger.pk).update(status=Status.BLOCKED)
+
+    fresh = evaluated(agent, params={"order_id": "A-1", "amount": "lots"})
+    mine = evaluated(agent, params={"order_id": "A-1", "amount": 20})
+
+    assert {f["rule"]: f["outcome"] for f in fresh.findings}.get("repeat_of_refused") is None  # schema blocked first
+    assert {f["rule"]: f["outcome"] for f in mine.findings}["repeat_of_refused"] == "pass"
+    assert mine.status == Status.AUTO_APPROVED

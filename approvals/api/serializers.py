@@ -11,7 +11,7 @@ from approvals import policy
 from approvals.models import ActionType, LabelValue, ProposedAction, Verdict
 
 MAX_KEY_LENGTH = 255
-MAX_TRAJECTORY_STEPS = 2000
+MAX_TRAJECTORY_STEPS = policy.engine.MAX_TRAJECTORY_STEPS
 
 
 class JSONObjectField(serializers.JSONField):

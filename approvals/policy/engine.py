@@ -6,8 +6,10 @@ it holds the action for a human.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +22,12 @@ from approvals.policy.spec import ActionTypeSpec, RuleSpec
 # Wall-clock budget of one evaluation's rules. A compiled CEL call cannot be interrupted, so the
 # budget is checked between rules and what is left unevaluated is an error (held for review).
 DEFAULT_TIME_BUDGET_SECONDS = 0.5
+# Checked before any rule runs, so that no single CEL call can be handed an unbounded input.
+MAX_TRAJECTORY_STEPS = 1000
+MAX_TRAJECTORY_BYTES = 1024 * 1024
+# Built-in check: the same tool call this many times among the last LOOP_WINDOW calls.
+LOOP_WINDOW = 10
+LOOP_REPEATS = 3
 
 AUTO_APPROVED = "auto_approved"
 NEEDS_REVIEW = "needs_review"
@@ -52,6 +60,9 @@ class Proposal:
     agent: dict
     trajectory: list[dict]
     now: datetime
+    # Built-in check input, found by the caller: an identical proposal of the same agent refused
+    # in the last 24 hours ({"id", "status"}), or None.
+    refused_repeat_of: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,92 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
             findings.append(
                 _finding(spec.name, "fail", fail_effect, spec.message or f"rule {spec.name} failed", **extra)
             )
+    overrun = time.monotonic() - deadline
+    if overrun > 0 and findings[-1].get("error") != "time budget exceeded":
+        # The last rule itself ran past the budget: its answer stands, but the evaluation is over.
+        findings.append(
+            _finding(
+                "evaluation",
+                "error",
+                "review",
+                f"rules took {budget_seconds + overrun:.3f}s, over the {budget_seconds:g}s budget",
+                error="time budget exceeded",
+            )
+        )
+    return findings
+
+
+def limit_findings(proposal: Proposal) -> list[dict]:
+    """Inputs too large to evaluate within bounds: held, with the reason, before any rule runs."""
+    steps = len(proposal.trajectory)
+    if steps > MAX_TRAJECTORY_STEPS:
+        return [
+            _finding(
+                "evaluation",
+                "error",
+                "review",
+                f"trajectory has {steps} steps; rules run on at most {MAX_TRAJECTORY_STEPS}",
+                error="trajectory too long",
+            )
+        ]
+    size = len(json.dumps(proposal.trajectory, default=str))
+    if size > MAX_TRAJECTORY_BYTES:
+        return [
+            _finding(
+                "evaluation",
+                "error",
+                "review",
+                f"trajectory is {size} bytes; rules run on at most {MAX_TRAJECTORY_BYTES}",
+                error="trajectory too large",
+            )
+        ]
+    return []
+
+
+def _call_key(step: dict) -> str:
+    return step["tool"] + json.dumps(step["args"], sort_keys=True, default=str)
+
+
+def builtin_findings(proposal: Proposal) -> list[dict]:
+    """The gate's own checks (contract §5 builtin_checks): repeats of refused proposals, loops."""
+    findings: list[dict] = []
+    refused = proposal.refused_repeat_of
+    if refused:
+        findings.append(
+            _finding(
+                "repeat_of_refused",
+                "fail",
+                "review",
+                f"identical to proposal {refused['id']} of the last 24 hours, which was {refused['status']}",
+                repeat_of=refused["id"],
+            )
+        )
+    else:
+        findings.append(
+            _finding("repeat_of_refused", "pass", "none", "not a repeat of a proposal refused in the last 24 hours")
+        )
+    calls = [step for step in proposal.trajectory if step["kind"] == "tool_call"][-LOOP_WINDOW:]
+    repeated = [(key, n) for key, n in Counter(_call_key(s) for s in calls).most_common(1) if n >= LOOP_REPEATS]
+    if repeated:
+        tool = next(s["tool"] for s in calls if _call_key(s) == repeated[0][0])
+        findings.append(
+            _finding(
+                "looping_trajectory",
+                "fail",
+                "review",
+                f"the same call to {tool} appears {repeated[0][1]} times in the last {len(calls)} tool calls: "
+                "activity without progress",
+            )
+        )
+    else:
+        findings.append(
+            _finding(
+                "looping_trajectory",
+                "pass",
+                "none",
+                f"no call repeated {LOOP_REPEATS} times in the last {LOOP_WINDOW} tool calls",
+            )
+        )
     return findings
 
 
@@ -198,7 +295,9 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
         findings.append(_finding("mode", "fail", "block", "this action type is blocked by policy (mode: block)"))
         return done(BLOCKED, None)
 
-    evaluated = rule_findings(policy, proposal, budget_seconds=budget_seconds)
+    evaluated = limit_findings(proposal) or rule_findings(policy, proposal, budget_seconds=budget_seconds)
+    if spec.builtin_checks:
+        evaluated.extend(builtin_findings(proposal))
     findings.extend(evaluated)
 
     # 3. a failed block rule

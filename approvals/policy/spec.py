@@ -20,7 +20,18 @@ FORMAT_VERSION = 1
 MODES = ("gate", "review", "block")
 ON_FAIL = ("review", "block", "risk")
 # Findings the engine itself writes; a rule may not take one of these names.
-RESERVED_RULE_NAMES = frozenset({"params_schema", "mode", "risk", "confidence", "amount", "evaluation"})
+RESERVED_RULE_NAMES = frozenset(
+    {
+        "params_schema",
+        "mode",
+        "risk",
+        "confidence",
+        "amount",
+        "evaluation",
+        "repeat_of_refused",
+        "looping_trajectory",
+    }
+)
 MAX_EXPRESSION_CHARS = 4000
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 

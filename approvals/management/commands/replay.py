@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
+
+from approvals import policy
+from approvals.management.commands.import_policies import load_policy_file
+from approvals.models import ActionType
+from approvals.policy.replay import DEFAULT_SAFE_LABELS, OUTCOMES, replay
+from approvals.selectors import action_type_spec
+
+
+def read_jsonl(path: str) -> list[tuple[int, Any]]:
+    lines: list[tuple[int, Any]] = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, text in enumerate(handle, start=1):
+                if text.strip():
+                    try:
+                        lines.append((number, json.loads(text)))
+                    except ValueError as exc:
+                        raise CommandError(f"{path}:{number}: not JSON: {exc}") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc}") from exc
+    return lines
+
+
+class Command(BaseCommand):
+    help = (
+        "Dry run: evaluate a JSONL of proposed actions (action_type, params, trajectory, optional confidence, "
+        "context and label) under the current policy or a policy file, with no side effects, and tally the "
+        "outcomes per label."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="JSONL, one proposed action a line")
+        parser.add_argument("--policy", help="a policy file (YAML or JSON) instead of the stored policy")
+        parser.add_argument(
+            "--safe-labels",
+            default=",".join(sorted(DEFAULT_SAFE_LABELS)),
+            help="labels that mark a safe action (default: %(default)s); other labels count as unsafe",
+        )
+        parser.add_argument("--now", help="the evaluation time (ISO 8601); default: the real time")
+        parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+        parser.add_argument("--details", action="store_true", help="list every action with its failing findings")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        policies = self._policies(options["policy"])
+        now = datetime.now(UTC)
+        if options["now"]:
+            parsed = parse_datetime(options["now"])
+            if parsed is None or parsed.tzinfo is None:
+                raise CommandError("--now must be an ISO 8601 date-time with an offset")
+            now = parsed
+        safe_labels = frozenset(label.strip() for label in options["safe_labels"].split(",") if label.strip())
+        result = replay(read_jsonl(options["file"]), policies, now=now)
+        figures = result.figures(safe_labels)
+        if options["json"]:
+            self.stdout.write(json.dumps(figures, indent=2))
+        else:
+            self._print_table("overall", figures)
+            for name, type_figures in figures["per_action_type"].items():
+                self._print_table(name, type_figures)
+        if options["details"]:
+            for line, decision in result.decisions:
+                failed = [f"{f['rule']}:{f['outcome']}" for f in decision.findings if f["outcome"] != "pass"]
+                self.stdout.write(
+                    f"{line.get('id', '-')}\t{line.get('label', '-')}\t{decision.status}\t{' '.join(failed)}"
+                )
+        for error in result.errors:
+            self.stderr.write(error)
+
+    def _policies(self, path: str | None) -> dict[str, policy.CompiledPolicy]:
+        if path:
+            try:
+                specs = policy.parse_document(load_policy_file(path))
+            except policy.PolicyError as exc:
+                raise CommandError(f"{path}: " + "; ".join(exc.errors)) from exc
+            return {spec.name: policy.compile_policy(spec, 0) for spec in specs}
+        return {
+            action_type.name: policy.compile_policy(action_type_spec(action_type), action_type.policy_version)
+            for action_type in ActionType.objects.prefetch_related("rules")
+        }
+
+    def _print_table(self, title: str, figures: dict[str, Any]) -> None:
+        self.stdout.write(f"\n{title}: {figures['total']} actions")
+        width = max([len(label) for label in figures["by_label"]] + [5])
+        self.stdout.write(f"  {'label':<{width}}  " + "  ".join(f"{o:>13}" for o in OUTCOMES))
+        for label, row in figures["by_label"].items():
+            self.stdout.write(f"  {label:<{width}}  " + "  ".join(f"{row[o]:>13}" for o in OUTCOMES))
+        rate = figures["safe_automation_rate"]
+        self.stdout.write(f"  safe_automation_rate: {'n/a' if rate is None else f'{rate:.2%}'}")
+        self.stdout.write(f"  unsafe_auto_approved: {figures['unsafe_auto_approved']}")
