@@ -742,8 +742,8 @@ def test_a_program_that_raises_any_exception_is_a_rule_error() -> None:
 
 
 def test_params_the_rule_engine_cannot_take_hold_the_action() -> None:
-    # given values that are not JSON (the CEL binding refuses them)
-    compiled = policy(params_schema={"type": "object"}, rules=[rule("r", PASS)])
+    # given values that are not JSON (the CEL binding refuses them), and a rule that reads params
+    compiled = policy(params_schema={"type": "object"}, rules=[rule("r", "size(params) >= 0")])
 
     # when
     decision = policy_evaluate(compiled, proposal(params={"when": object(), "big": 2**200}))
@@ -751,6 +751,19 @@ def test_params_the_rule_engine_cannot_take_hold_the_action() -> None:
     # then
     assert_explained(decision)
     assert decision.status == NEEDS_REVIEW
+
+
+def test_variables_no_rule_reads_are_not_converted() -> None:
+    # given: rules that read only params; a trajectory value the CEL binding could not take
+    compiled = policy(params_schema={"type": "object"}, rules=[rule("r", "size(params) >= 0")])
+    odd = [{"kind": "message", "tool": "", "args": {}, "result": object(), "role": "user", "content": ""}]
+
+    # when
+    decision = policy_evaluate(compiled, proposal(trajectory=odd))
+
+    # then: the unread trajectory cost nothing and could not fail the evaluation
+    assert compiled.variables == frozenset({"params"})
+    assert rule_outcomes(decision)["r"] == ("pass", "none")
 
 
 def test_evaluation_error_decision_from_a_message() -> None:

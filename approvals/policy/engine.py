@@ -29,6 +29,8 @@ MAX_TRAJECTORY_BYTES = 1024 * 1024
 LOOP_WINDOW = 10
 LOOP_REPEATS = 3
 
+RULE_VARIABLES = frozenset({"params", "action_type", "confidence", "context", "agent", "now", "trajectory"})
+
 AUTO_APPROVED = "auto_approved"
 NEEDS_REVIEW = "needs_review"
 BLOCKED = "blocked"
@@ -46,6 +48,9 @@ class CompiledPolicy:
     version: int
     validator: Draft202012Validator
     rules: tuple[CompiledRule, ...]
+    # The rule variables any rule refers to: only those are converted for CEL, which costs
+    # microseconds per value (a long trajectory dominates an evaluation).
+    variables: frozenset[str] = frozenset(RULE_VARIABLES)
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,14 @@ class Decision:
 
 def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     """Compile once per policy version: the schema validator and every rule's CEL program."""
+    rules = tuple(CompiledRule(spec=rule, program=cel.compile(rule.require)) for rule in spec.rules)
+    referenced = {name for rule in rules for name in rule.program.variables()}
     return CompiledPolicy(
         spec=spec,
         version=version,
         validator=Draft202012Validator(spec.params_schema),
-        rules=tuple(CompiledRule(spec=rule, program=cel.compile(rule.require)) for rule in spec.rules),
+        rules=rules,
+        variables=frozenset(RULE_VARIABLES & referenced),
     )
 
 
@@ -104,26 +112,25 @@ def schema_findings(policy: CompiledPolicy, params: Any) -> list[dict]:
     ]
 
 
-def _rule_context(proposal: Proposal) -> cel.Context:
+def _rule_context(policy: CompiledPolicy, proposal: Proposal) -> cel.Context:
     # Built once per action and shared by every rule: converting a long trajectory is the costly part.
-    return cel.Context(
-        {
-            "params": proposal.params,
-            "action_type": proposal.action_type,
-            "confidence": proposal.confidence,
-            "context": proposal.context,
-            "agent": proposal.agent,
-            "now": proposal.now,
-            "trajectory": proposal.trajectory,
-        }
-    )
+    values = {
+        "params": proposal.params,
+        "action_type": proposal.action_type,
+        "confidence": proposal.confidence,
+        "context": proposal.context,
+        "agent": proposal.agent,
+        "now": proposal.now,
+        "trajectory": proposal.trajectory,
+    }
+    return cel.Context({name: value for name, value in values.items() if name in policy.variables})
 
 
 def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
     if not policy.rules:
         return []
     findings: list[dict] = []
-    context = _rule_context(proposal)
+    context = _rule_context(policy, proposal)
     deadline = time.monotonic() + budget_seconds
     for rule in policy.rules:
         spec = rule.spec
@@ -185,7 +192,12 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
 
 
 def limit_findings(proposal: Proposal) -> list[dict]:
-    """Inputs too large to evaluate within bounds: held, with the reason, before any rule runs."""
+    """Inputs too large to evaluate within bounds: held, with the reason, before any rule runs.
+
+    The number of steps bounds the work (converting a trajectory for CEL costs per value, and a
+    rule's comprehensions run over steps). Byte size is bounded where the input arrives: the API's
+    body limit, and the replay command's line limit (MAX_TRAJECTORY_BYTES).
+    """
     steps = len(proposal.trajectory)
     if steps > MAX_TRAJECTORY_STEPS:
         return [
@@ -195,17 +207,6 @@ def limit_findings(proposal: Proposal) -> list[dict]:
                 "review",
                 f"trajectory has {steps} steps; rules run on at most {MAX_TRAJECTORY_STEPS}",
                 error="trajectory too long",
-            )
-        ]
-    size = len(json.dumps(proposal.trajectory, default=str))
-    if size > MAX_TRAJECTORY_BYTES:
-        return [
-            _finding(
-                "evaluation",
-                "error",
-                "review",
-                f"trajectory is {size} bytes; rules run on at most {MAX_TRAJECTORY_BYTES}",
-                error="trajectory too large",
             )
         ]
     return []
@@ -234,9 +235,12 @@ def builtin_findings(proposal: Proposal) -> list[dict]:
             _finding("repeat_of_refused", "pass", "none", "not a repeat of a proposal refused in the last 24 hours")
         )
     calls = [step for step in proposal.trajectory if step["kind"] == "tool_call"][-LOOP_WINDOW:]
-    repeated = [(key, n) for key, n in Counter(_call_key(s) for s in calls).most_common(1) if n >= LOOP_REPEATS]
+    # Count by tool name first: serialising arguments is needed only for a tool seen often enough.
+    frequent = {tool for tool, n in Counter(s["tool"] for s in calls).items() if n >= LOOP_REPEATS}
+    keys = Counter(_call_key(s) for s in calls if s["tool"] in frequent)
+    repeated = [(key, n) for key, n in keys.most_common(1) if n >= LOOP_REPEATS]
     if repeated:
-        tool = next(s["tool"] for s in calls if _call_key(s) == repeated[0][0])
+        tool = next(s["tool"] for s in calls if s["tool"] in frequent and _call_key(s) == repeated[0][0])
         findings.append(
             _finding(
                 "looping_trajectory",

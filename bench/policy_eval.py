@@ -1,0 +1,214 @@
+"""Policy evaluations per second on one core, beside a jsonschema-only check of the same params.
+
+    .venv/bin/python bench/policy_eval.py [--seconds 3] [--report bench/results/policy_eval.md]
+
+Each figure is a ratio against the baseline measured in the same run: a reused Draft 2020-12
+validator checking the same params (what a gate doing nothing but tool validation would cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from approvals.policy import (  # noqa: E402
+    Proposal,
+    compile_policy,
+    normalize_trajectory,
+    parse_action_type,
+    parse_document,
+    policy_evaluate,
+)
+
+AIRLINE_POLICY = ROOT / "examples" / "tau_bench_airline" / "policy.yaml"
+AIRLINE_PROPOSALS = ROOT / "examples" / "tau_bench_airline" / "proposals.jsonl"
+
+SMALL_POLICY = {
+    "name": "refund",
+    "params_schema": {
+        "type": "object",
+        "required": ["order_id", "amount"],
+        "additionalProperties": False,
+        "properties": {
+            "order_id": {"type": "string", "pattern": "^[A-Z]-[0-9]+$"},
+            "amount": {"type": "number", "minimum": 0},
+            "reason": {"type": "string", "maxLength": 500},
+        },
+    },
+    "base_risk": 0.1,
+    "auto_approve_max_risk": 0.3,
+    "amount_path": "amount",
+    "max_auto_amount": 100,
+    "rules": [
+        {
+            "name": "order_was_looked_up",
+            "require": "trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id)",
+        },
+        {
+            "name": "within_total",
+            "on_fail": "block",
+            "require": "trajectory.all(s, s.tool != 'get_order' || double(params.amount) <= double(s.result.total))",
+        },
+        {
+            "name": "customer_asked",
+            "on_fail": "risk",
+            "risk": 0.3,
+            "require": "trajectory.exists(s, s.kind == 'message' && s.role == 'user')",
+        },
+    ],
+}
+SMALL_TRAJECTORY = [
+    {"kind": "message", "role": "user", "content": "My blender arrived broken, order A-1001"},
+    {"kind": "tool_call", "tool": "get_customer", "args": {"email": "c@example.com"}, "result": '{"id": "C-19"}'},
+    {
+        "kind": "tool_call",
+        "tool": "get_order",
+        "args": {"order_id": "A-1001"},
+        "result": '{"order_id": "A-1001", "total": 120.0, "status": "delivered"}',
+    },
+    {"kind": "message", "role": "assistant", "content": "I can refund 42.50 for the damaged item."},
+    {"kind": "message", "role": "user", "content": "Yes please"},
+]
+
+
+def rate(work: Callable[[], int], seconds: float) -> float:
+    """Units of work per second over at least ``seconds`` (after one warm-up call)."""
+    work()
+    done, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        done += work()
+    return done / elapsed
+
+
+def proposal(line: dict[str, Any], now: datetime) -> Proposal:
+    return Proposal(
+        sample_key=str(line.get("id", "x")),
+        action_type=line["action_type"],
+        params=line["params"],
+        confidence=line.get("confidence"),
+        context=line.get("context") or {},
+        agent=line.get("agent") or {"name": "bench"},
+        trajectory=normalize_trajectory(line.get("trajectory")),
+        now=now,
+    )
+
+
+def small_case(seconds: float) -> dict[str, Any]:
+    compiled = compile_policy(parse_action_type(SMALL_POLICY), 1)
+    now = datetime.now(UTC)
+    case = proposal(
+        {"action_type": "refund", "params": {"order_id": "A-1001", "amount": 42.5}, "trajectory": SMALL_TRAJECTORY}, now
+    )
+    assert policy_evaluate(compiled, case).status == "auto_approved"
+
+    def evaluate() -> int:
+        for _ in range(200):
+            policy_evaluate(compiled, case)
+        return 200
+
+    def baseline() -> int:
+        for _ in range(200):
+            compiled.validator.is_valid(case.params)
+        return 200
+
+    full, schema_only = rate(evaluate, seconds), rate(baseline, seconds)
+    return {
+        "case": "small policy (schema + 3 rules, 5-step trajectory)",
+        "evaluations_per_s": full,
+        "schema_only_per_s": schema_only,
+        "ratio": full / schema_only,
+        "goal_per_s": 5000,
+    }
+
+
+def airline_case(seconds: float) -> dict[str, Any] | None:
+    if not (AIRLINE_POLICY.exists() and AIRLINE_PROPOSALS.exists()):
+        return None
+    specs = parse_document(yaml.safe_load(AIRLINE_POLICY.read_text()))
+    compiled = {spec.name: compile_policy(spec, 1) for spec in specs}
+    now = datetime.now(UTC)
+    lines = [json.loads(text) for text in AIRLINE_PROPOSALS.read_text().splitlines() if text.strip()]
+    cases = [(compiled[line["action_type"]], proposal(line, now)) for line in lines]
+    steps = sum(len(case.trajectory) for _, case in cases) / len(cases)
+
+    def evaluate() -> int:
+        for policy, case in cases:
+            policy_evaluate(policy, case)
+        return len(cases)
+
+    def baseline() -> int:
+        for policy, case in cases:
+            policy.validator.is_valid(case.params)
+        return len(cases)
+
+    def normalise() -> int:
+        for line in lines:
+            normalize_trajectory(line.get("trajectory"))
+        return len(lines)
+
+    full, schema_only = rate(evaluate, seconds), rate(baseline, seconds)
+    return {
+        "case": f"tau-bench airline ({len(cases)} real proposals, {steps:.0f} steps on average)",
+        "evaluations_per_s": full,
+        "schema_only_per_s": schema_only,
+        "ratio": full / schema_only,
+        "goal_per_s": 500,
+        "normalisations_per_s": rate(normalise, seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "policy_eval.md"))
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    results = [r for r in (small_case(args.seconds), airline_case(args.seconds)) if r]
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    lines = [
+        "# Policy evaluation benchmark",
+        "",
+        f"`.venv/bin/python bench/policy_eval.py` on {machine}, one core, "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
+        "Full evaluation = schema + every rule + built-in checks + risk, on normalised trajectories.",
+        "Baseline = a reused Draft 2020-12 validator on the same params, in the same run.",
+        "",
+        "| case | evaluations/s | schema-only/s | ratio | goal | met |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results:
+        met = "yes" if r["evaluations_per_s"] >= r["goal_per_s"] else "NO"
+        lines.append(
+            f"| {r['case']} | {r['evaluations_per_s']:,.0f} | {r['schema_only_per_s']:,.0f} | "
+            f"{r['ratio']:.3f} | ≥ {r['goal_per_s']:,} | {met} |"
+        )
+    for r in results:
+        if "normalisations_per_s" in r:
+            lines.append("")
+            lines.append(
+                f"Normalising those trajectories from OpenAI messages (done once, when proposed): "
+                f"{r['normalisations_per_s']:,.0f}/s."
+            )
+    report = "\n".join(lines) + "\n"
+    print(report)
+    Path(args.report).write_text(report)
+
+
+if __name__ == "__main__":
+    main()
