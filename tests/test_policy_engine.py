@@ -699,6 +699,9 @@ def test_only_auto_approved_actions_are_flagged_for_audit(fields: dict[str, Any]
 
 
 class _RaisingValidator:
+    def is_valid(self, instance: Any) -> bool:
+        raise RuntimeError("validator exploded")
+
     def iter_errors(self, instance: Any) -> Any:
         raise RuntimeError("validator exploded")
 

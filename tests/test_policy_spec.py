@@ -604,3 +604,11 @@ def test_round_trip_survives_yaml_text(specs: list[ActionTypeSpec]) -> None:
 @given(spec=SPECS)
 def test_parse_action_type_of_to_document_is_the_identity(spec: ActionTypeSpec) -> None:
     assert parse_action_type(spec.to_document()) == spec
+
+
+def test_a_remote_ref_is_refused_at_the_door_without_fetching_it() -> None:
+    # a loopback address that nothing listens on: were it fetched, nothing leaves this machine
+    reason = check_json_schema({"$ref": "http://127.0.0.1:9/schema.json"})
+
+    assert reason is not None
+    assert "Retrieval is disabled" in reason

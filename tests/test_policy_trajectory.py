@@ -564,6 +564,8 @@ def test_rules_can_read_every_field_of_every_real_step(real_runs: list[dict[str,
         {
             "name": "probe",
             "params_schema": {"type": "object"},
+            # this probe is about what rules can read; the loop check has its own tests
+            "builtin_checks": False,
             "rules": [
                 {
                     "name": "six_keys",

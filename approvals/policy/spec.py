@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import cel
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
@@ -154,6 +155,12 @@ def check_json_schema(schema: Any) -> str | None:
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         return f"invalid JSON Schema{' at ' + where if where else ''}: {exc.message}"
+    try:
+        # The engine validates with this compiled validator: what it cannot build (a pattern its
+        # regex engine refuses, a $ref it may not fetch) is refused here, not at evaluation.
+        jsonschema_rs.Draft202012Validator(schema, offline=True)
+    except (jsonschema_rs.ValidationError, ValueError) as exc:
+        return f"invalid JSON Schema: {str(exc).splitlines()[0]}"
     return None
 
 
