@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -116,9 +117,20 @@ class SlowProgram:
         return True
 
 
+class SlowList(SlowProgram):
+    """All rules in one call, the call itself running past the budget."""
+
+    def __init__(self, seconds: float, rules: int) -> None:
+        super().__init__(seconds)
+        self.rules = rules
+
+    def execute(self, context: Any) -> list[bool]:
+        super().execute(context)
+        return [True] * self.rules
+
+
 def test_a_single_rule_over_budget_holds_the_action() -> None:
-    compiled = policy(rules=[{"name": "slow", "require": "true"}])
-    object.__setattr__(compiled.rules[0], "program", SlowProgram(0.05))
+    compiled = dataclasses.replace(policy(rules=[{"name": "slow", "require": "true"}]), combined=SlowList(0.05, 1))
 
     decision = policy_evaluate(compiled, proposal(), budget_seconds=0.01)
 
@@ -130,7 +142,9 @@ def test_a_single_rule_over_budget_holds_the_action() -> None:
 
 
 def test_rules_after_the_budget_ran_out_are_errors_not_passes() -> None:
+    # one rule at a time: the budget is checked between rules
     compiled = policy(rules=[{"name": "slow", "require": "true"}, {"name": "later", "require": "true"}])
+    compiled = dataclasses.replace(compiled, combined=None)
     object.__setattr__(compiled.rules[0], "program", SlowProgram(0.05))
 
     decision = policy_evaluate(compiled, proposal(), budget_seconds=0.01)

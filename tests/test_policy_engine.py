@@ -736,12 +736,30 @@ def test_a_validator_that_raises_holds_the_action_instead_of_raising() -> None:
 
 def test_a_program_that_raises_any_exception_is_a_rule_error() -> None:
     compiled = policy(rules=[rule("odd", PASS)])
-    compiled = dataclasses.replace(compiled, rules=(dataclasses.replace(compiled.rules[0], program=_RaisingProgram()),))
+    # evaluated one rule at a time (combined=None), so that the faulty program is the one called
+    compiled = dataclasses.replace(
+        compiled, combined=None, rules=(dataclasses.replace(compiled.rules[0], program=_RaisingProgram()),)
+    )
 
     decision = evaluate(compiled)
 
     assert decision.status == NEEDS_REVIEW
     assert rule_outcomes(decision)["odd"] == ("error", "review")
+
+
+def test_rules_in_one_call_give_the_same_findings_as_one_by_one() -> None:
+    # given every outcome, an error among them (which makes the combined call fall back)
+    rules = [rule("p", PASS), rule("f", "false", on_fail="risk", risk=0.2), rule("n", "1 + 1")]
+    erring = [*rules, rule("e", "params.missing == 1")]
+    for rule_list in (rules, erring):
+        compiled = policy(rules=rule_list)
+
+        # when
+        combined = policy_evaluate(compiled, proposal())
+        separate = policy_evaluate(dataclasses.replace(compiled, combined=None), proposal())
+
+        # then
+        assert combined == separate
 
 
 def test_params_the_rule_engine_cannot_take_hold_the_action() -> None:

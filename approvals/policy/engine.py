@@ -51,6 +51,8 @@ class CompiledPolicy:
     # The rule variables any rule refers to: only those are converted for CEL, which costs
     # microseconds per value (a long trajectory dominates an evaluation).
     variables: frozenset[str] = frozenset(RULE_VARIABLES)
+    # Every rule as one list expression (cel.Program), evaluated in a single call; None: one by one.
+    combined: Any = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,14 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     """Compile once per policy version: the schema validator and every rule's CEL program."""
     rules = tuple(CompiledRule(spec=rule, program=cel.compile(rule.require)) for rule in spec.rules)
     referenced = {name for rule in rules for name in rule.program.variables()}
+    combined = cel.compile("[" + ", ".join(f"({rule.require}\n)" for rule in spec.rules) + "]") if rules else None
     return CompiledPolicy(
         spec=spec,
         version=version,
         validator=params_validator(spec.params_schema),
         rules=rules,
         variables=frozenset(RULE_VARIABLES & referenced),
+        combined=combined,
     )
 
 
@@ -134,15 +138,25 @@ def _rule_context(policy: CompiledPolicy, proposal: Proposal) -> cel.Context:
     return cel.Context({name: value for name, value in values.items() if name in policy.variables})
 
 
-def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
-    if not policy.rules:
-        return []
+def _rule_finding(spec: RuleSpec, result: Any) -> dict:
+    if not isinstance(result, bool):
+        return _finding(
+            spec.name,
+            "error",
+            "review",
+            spec.message or f"rule {spec.name} did not return a boolean",
+            error=f"result is {type(result).__name__}, not bool",
+        )
+    if result:
+        return _finding(spec.name, "pass", "none", spec.message)
+    extra = {"risk": spec.risk} if spec.on_fail == "risk" else {}
+    return _finding(spec.name, "fail", spec.on_fail, spec.message or f"rule {spec.name} failed", **extra)
+
+
+def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float) -> list[dict]:
     findings: list[dict] = []
-    context = _rule_context(policy, proposal)
-    deadline = time.monotonic() + budget_seconds
     for rule in policy.rules:
         spec = rule.spec
-        fail_effect = spec.on_fail
         if time.monotonic() > deadline:
             findings.append(
                 _finding(
@@ -167,26 +181,31 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
                 )
             )
             continue
-        if not isinstance(result, bool):
-            findings.append(
-                _finding(
-                    spec.name,
-                    "error",
-                    "review",
-                    spec.message or f"rule {spec.name} did not return a boolean",
-                    error=f"result is {type(result).__name__}, not bool",
-                )
-            )
-        elif result:
-            findings.append(_finding(spec.name, "pass", "none", spec.message))
-        else:
-            extra = {"risk": spec.risk} if fail_effect == "risk" else {}
-            findings.append(
-                _finding(spec.name, "fail", fail_effect, spec.message or f"rule {spec.name} failed", **extra)
-            )
+        findings.append(_rule_finding(spec, result))
+    return findings
+
+
+def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
+    if not policy.rules:
+        return []
+    context = _rule_context(policy, proposal)
+    deadline = time.monotonic() + budget_seconds
+    results: Any = None
+    if policy.combined is not None and time.monotonic() <= deadline:
+        # All rules in one call: each CEL call sets up its environment anew, which costs more
+        # than a simple rule. When any rule raises, the list raises; then each rule runs on its
+        # own, so that the finding names the rule and its error.
+        try:
+            results = policy.combined.execute(context)
+        except Exception:
+            results = None
+    if isinstance(results, list) and len(results) == len(policy.rules):
+        findings = [_rule_finding(rule.spec, result) for rule, result in zip(policy.rules, results, strict=True)]
+    else:
+        findings = _one_by_one(policy, context, deadline)
     overrun = time.monotonic() - deadline
     if overrun > 0 and findings[-1].get("error") != "time budget exceeded":
-        # The last rule itself ran past the budget: its answer stands, but the evaluation is over.
+        # A call ran past the budget: its answers stand, but the evaluation is over budget.
         findings.append(
             _finding(
                 "evaluation",
