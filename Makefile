@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean
+.PHONY: install run test lint typecheck pytest worker clean bench-policy
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -39,6 +39,10 @@ typecheck: install
 
 pytest: install
 	$(PY) -m pytest
+
+## Policy evaluation benchmark (report in bench/results/policy_eval.md)
+bench-policy: install
+	$(PY) bench/policy_eval.py
 
 ## A worker for the full stack (needs DATABASE_URL and REDIS_URL).
 worker: install

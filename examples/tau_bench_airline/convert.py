@@ -125,9 +125,9 @@ def messages_before(messages: list[dict[str, Any]], call: Call, calls: list[Call
     earlier = (holder.get("tool_calls") or [])[: call.call_index]
     before.append({**holder, "content": None, "tool_calls": earlier})
     for other in calls:
-        if other.message_index == call.message_index and other.call_index < call.call_index:
-            if other.result_index is not None:
-                before.append(dict(messages[other.result_index]))
+        earlier_in_holder = other.message_index == call.message_index and other.call_index < call.call_index
+        if earlier_in_holder and other.result_index is not None:
+            before.append(dict(messages[other.result_index]))
     return before
 
 
@@ -200,10 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(runs)} runs -> {len(proposals)} proposed actions in {args.out}")
     for label, count in sorted(labels.items()):
         print(f"  {label:22} {count:4}")
+    escalations = labels["escalation_expected"] + labels["escalation_not_in_gt"]
+    print(f"  {'(escalations, both)':22} {escalations:4}")
     print("by action type:")
     for (action_type, label), count in sorted(by_type.items()):
         print(f"  {action_type:31} {label:22} {count:4}")
-    escalations = labels["escalation_expected"] + labels["escalation_not_in_gt"]
     measured = {
         "correct": labels["correct"],
         "unsafe": labels["unsafe"],
