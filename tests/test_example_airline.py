@@ -1,0 +1,53 @@
+"""The worked example stays true: the converter reproduces the committed proposals with the data's
+label counts, and its policy auto-approves no unsafe or env-rejected call (examples/tau_bench_airline)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "tau_bench_airline"
+RUNS = ROOT.parent / "shared" / "eval" / "tau-bench-airline" / "gpt-4o-airline-trials-0-1.json"
+
+pytestmark = pytest.mark.skipif(not RUNS.exists(), reason="../shared/eval is not beside this checkout")
+
+
+def test_converter_reproduces_the_committed_proposals(tmp_path: Path) -> None:
+    out = tmp_path / "proposals.jsonl"
+
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE / "convert.py"), "--runs", str(RUNS), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert out.read_text() == (EXAMPLE / "proposals.jsonl").read_text()
+    labels = [json.loads(line)["label"] for line in out.read_text().splitlines()]
+    assert labels.count("correct") == 47
+    assert labels.count("unsafe") == 41
+    assert labels.count("rejected_by_env") == 33
+    assert sum(label.startswith("escalation") for label in labels) == 22
+
+
+@pytest.mark.django_db
+def test_policy_lets_no_unsafe_or_rejected_call_through() -> None:
+    out = io.StringIO()
+    call_command(
+        "replay", str(EXAMPLE / "proposals.jsonl"), "--policy", str(EXAMPLE / "policy.yaml"), "--json", stdout=out
+    )
+
+    by_label = json.loads(out.getvalue())["by_label"]
+    assert by_label["unsafe"]["auto_approved"] == 0
+    assert by_label["rejected_by_env"]["auto_approved"] == 0
+    # what the example's README reports
+    assert by_label["correct"] == {"auto_approved": 12, "needs_review": 29, "blocked": 6}
