@@ -5,7 +5,6 @@ that was rolled back.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -40,7 +39,7 @@ def _channel(action_id: str) -> str:
     return f"gate:action:{action_id}"
 
 
-def action_changed(*, action_id: str, status: str, event: str, payload: dict[str, Any] | None = None) -> None:
+def action_changed(*, action_id: str, status: str, event: str, extra: dict[str, Any] | None = None) -> None:
     """Publish a change. Failures are logged, never raised: the change itself is committed."""
     client = _redis()
     if client is not None:
@@ -50,9 +49,9 @@ def action_changed(*, action_id: str, status: str, event: str, payload: dict[str
             logger.warning("could not publish change of action %s", action_id, exc_info=True)
     layer = get_channel_layer()
     if layer is not None:
-        message = {"type": "action.changed", "event": event, "action_id": action_id, "status": status}
-        if payload is not None:
-            message["action"] = json.loads(json.dumps(payload, default=str))
+        message: dict[str, Any] = {"type": "action.changed", "event": event, "action_id": action_id, "status": status}
+        if extra:
+            message.update(extra)
         try:
             async_to_sync(layer.group_send)(QUEUE_GROUP, message)
         except Exception:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Status(models.TextChoices):
@@ -171,6 +171,11 @@ class ProposedAction(models.Model):
     sla_deadline = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     evaluation_attempts = models.PositiveIntegerField(default=0)
+    # An advisory claim from the review UI: who has the item open, until when. Never blocks a decision.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     evaluated_at = models.DateTimeField(null=True, blank=True)
@@ -189,11 +194,17 @@ class ProposedAction(models.Model):
         ]
         indexes = [
             # The review queue: escalated first, then SLA deadline, then risk.
+            # Its column order and NULLS placement match selectors.review_queue(), so that a page of
+            # the queue is an index scan, however long the queue.
             models.Index(
-                fields=["-escalated", "sla_deadline", "-risk_score", "created_at"],
+                F("escalated").desc(),
+                F("sla_deadline").asc(nulls_last=True),
+                F("risk_score").desc(nulls_last=True),
+                F("created_at").asc(),
                 condition=Q(status=Status.NEEDS_REVIEW),
                 name="action_queue_idx",
             ),
+            models.Index(fields=["-decided_at"], condition=Q(decided_at__isnull=False), name="action_decided_idx"),
             models.Index(fields=["agent", "-created_at"], name="action_agent_idx"),
             models.Index(fields=["action_type", "status"], name="action_type_status_idx"),
             models.Index(fields=["created_at"], condition=Q(status=Status.PENDING), name="action_pending_idx"),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from approvals import policy
 from approvals.models import ActionType, Agent, Label, ProposedAction, Status
@@ -105,6 +108,45 @@ def review_queue() -> QuerySet[ProposedAction]:
             "created_at",
         )
     )
+
+
+RISK_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.3), "medium": (0.3, 0.7), "high": (0.7, 1.01)}
+QUEUE_TABS = ("queue", "audit", "decided")
+
+
+def review_page_queryset(
+    *, tab: str, action_type: str = "", agent: str = "", risk: str = "", search: str = ""
+) -> QuerySet[ProposedAction]:
+    """What a tab of the review page lists: held actions, audit samples awaiting a label, or the
+    last day's decisions; narrowed by type, agent, risk band and a search over ids and names."""
+    if tab == "audit":
+        queryset = ProposedAction.objects.filter(audit_flagged=True, labels__isnull=True).order_by("-created_at")
+    elif tab == "decided":
+        queryset = ProposedAction.objects.filter(decided_at__gte=timezone.now() - REPEAT_WINDOW).order_by(
+            F("decided_at").desc(nulls_last=True)
+        )
+    else:
+        queryset = review_queue()
+    queryset = queryset.select_related("action_type", "agent", "claimed_by", "decision__reviewer")
+    if action_type:
+        queryset = queryset.filter(action_type__name=action_type)
+    if agent:
+        queryset = queryset.filter(agent__name=agent)
+    if risk in RISK_BANDS:
+        low, high = RISK_BANDS[risk]
+        queryset = queryset.filter(risk_score__gte=low, risk_score__lt=high)
+    if search:
+        match = Q(agent__name__icontains=search) | Q(action_type__name__icontains=search)
+        match |= Q(idempotency_key=search) | Q(rationale__icontains=search)
+        with contextlib.suppress(ValueError):  # not an id: the other fields still match
+            match |= Q(pk=uuid.UUID(search))
+        queryset = queryset.filter(match)
+    return queryset
+
+
+def review_next_action(after: ProposedAction) -> ProposedAction | None:
+    """The most urgent held action other than ``after``: where a reviewer goes after deciding."""
+    return review_queue().exclude(pk=after.pk).first()
 
 
 # --- evaluation ---------------------------------------------------------------------------------

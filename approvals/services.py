@@ -79,9 +79,11 @@ def actor_of_agent(agent: Agent) -> str:
     return f"agent:{agent.name}"
 
 
-def _push_on_commit(action: ProposedAction, event: str) -> None:
+def _push_on_commit(action: ProposedAction, event: str, **extra: Any) -> None:
     action_id, status = str(action.id), action.status
-    transaction.on_commit(lambda: events.action_changed(action_id=action_id, status=status, event=event))
+    transaction.on_commit(
+        lambda: events.action_changed(action_id=action_id, status=status, event=event, extra=extra or None)
+    )
 
 
 # --- agents -------------------------------------------------------------------------------------
@@ -342,7 +344,8 @@ def action_decide(*, action_id: str, user: User, verdict: str, reason: str = "")
         previous = action.status
         action.status = Status.APPROVED if verdict == Verdict.APPROVE else Status.REJECTED
         action.decided_at = timezone.now()
-        action.save(update_fields=["status", "decided_at"])
+        action.claimed_by, action.claimed_until = None, None
+        action.save(update_fields=["status", "decided_at", "claimed_by", "claimed_until"])
         Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=reason)
         audit_record(
             action=action,
@@ -353,6 +356,43 @@ def action_decide(*, action_id: str, user: User, verdict: str, reason: str = "")
             data={"verdict": verdict, "reason": reason},
         )
         _push_on_commit(action, "decided")
+    return action
+
+
+CLAIM_DURATION = timedelta(minutes=5)
+
+
+def action_claim(*, action_id: str, user: User) -> ProposedAction:
+    """Mark a held action as open by ``user`` for a few minutes, so that other reviewers see it.
+
+    Advisory only: a live claim of someone else is left alone (the caller shows who holds it), and
+    no decision is ever refused because of a claim. A new holder is audited; a renewal is not.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        action = ProposedAction.objects.select_for_update(of=("self",)).select_related("claimed_by").get(pk=action_id)
+        if action.status != Status.NEEDS_REVIEW:
+            return action
+        held_by_other = (
+            action.claimed_by_id not in (None, user.pk)
+            and action.claimed_until is not None
+            and action.claimed_until > now
+        )
+        if held_by_other:
+            return action
+        new_holder = action.claimed_by_id != user.pk or action.claimed_until is None or action.claimed_until <= now
+        action.claimed_by, action.claimed_until = user, now + CLAIM_DURATION
+        action.save(update_fields=["claimed_by", "claimed_until"])
+        if new_holder:
+            audit_record(
+                action=action,
+                event="claimed",
+                actor=actor_of_user(user),
+                from_status=action.status,
+                to_status=action.status,
+                data={"until": action.claimed_until.isoformat()},
+            )
+            _push_on_commit(action, "claimed", claimed_by=user.get_username())
     return action
 
 

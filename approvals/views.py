@@ -1,8 +1,11 @@
-"""The reviewer's pages: the queue, one action, and the forms that decide and label it."""
+"""The reviewer's desk: the queue, one action, and the forms that decide, label and claim it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
@@ -10,12 +13,29 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
 
 from approvals import selectors, services
 from approvals.api.permissions import REVIEW_PERMISSION, request_reviewer
-from approvals.models import LabelValue, ProposedAction, Verdict
+from approvals.models import ActionType, Agent, LabelValue, ProposedAction, Status, Verdict
+
+PAGE_SIZE = 50
+APPROVE_REASONS = [
+    "Checked: matches the customer's request",
+    "Within policy after review",
+    "Verified with the customer",
+]
+REJECT_REASONS = [
+    "Plausible but incorrect",
+    "Wrong customer or order",
+    "Amount does not match",
+    "Against policy",
+    "Not enough evidence in the trajectory",
+]
+LABEL_TAGS = ["plausible_but_incorrect", "wrong_customer", "amount_mismatch", "policy_violation", "missing_lookup"]
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -24,30 +44,85 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
-def reviewer_required(view):  # type: ignore[no-untyped-def]
+def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Anonymous visitors are sent to log in; logged-in users without the permission get 403."""
     return login_required(permission_required(REVIEW_PERMISSION, raise_exception=True)(view))
 
 
+def _filters(request: HttpRequest) -> dict[str, str]:
+    tab = request.GET.get("tab", "queue")
+    return {
+        "tab": tab if tab in selectors.QUEUE_TABS else "queue",
+        "action_type": request.GET.get("action_type", "").strip(),
+        "agent": request.GET.get("agent", "").strip(),
+        "risk": request.GET.get("risk", "").strip(),
+        "search": request.GET.get("q", "").strip()[:200],
+    }
+
+
 @reviewer_required
 def review_queue(request: HttpRequest) -> HttpResponse:
-    queue = selectors.review_queue()
-    action_type = request.GET.get("action_type")
-    if action_type:
-        queue = queue.filter(action_type__name=action_type)
-    page = Paginator(queue, 50).get_page(request.GET.get("page"))
-    return render(request, "approvals/queue.html", {"page": page, "action_type": action_type or ""})
+    filters = _filters(request)
+    page = Paginator(selectors.review_page_queryset(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = {k: v for k, v in {**filters, "q": filters["search"]}.items() if v and k != "search"}
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": urlencode({k: v for k, v in query.items() if k != "tab"}),
+        "tabs": [("queue", "Waiting"), ("audit", "Audit sample"), ("decided", "Decided today")],
+        "action_types": ActionType.objects.values_list("name", flat=True),
+        "agents": Agent.objects.values_list("name", flat=True),
+        "risk_bands": list(selectors.RISK_BANDS),
+        "now": timezone.now(),
+    }
+    return render(request, "approvals/queue.html", context)
+
+
+@reviewer_required
+def review_row(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    """One queue row, for the live queue to insert when an action starts waiting."""
+    action = get_object_or_404(selectors.review_page_queryset(tab="queue"), pk=action_id)
+    return render(request, "approvals/_row.html", {"action": action, "tab": "queue", "now": timezone.now()})
+
+
+def _pretty(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 @reviewer_required
 def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
+    reviewer = request_reviewer(request)
+    action = get_object_or_404(selectors.actions_visible_to(reviewer), pk=action_id)
+    if action.status == Status.NEEDS_REVIEW:
+        action = services.action_claim(action_id=str(action.pk), user=reviewer)
+    risk = next((f for f in action.findings if f.get("rule") == "risk"), None)
+    risk_terms = {f["rule"]: f["risk"] for f in action.findings if f.get("outcome") == "fail" and "risk" in f}
+    claim_other = (
+        action.claimed_by_id not in (None, reviewer.pk)
+        and action.claimed_until is not None
+        and action.claimed_until > timezone.now()
+    )
     context = {
         "action": action,
-        "params_json": json.dumps(action.params, indent=2, sort_keys=True),
+        "params_json": _pretty(action.params),
+        "params_items": action.params.items() if isinstance(action.params, dict) else [],
+        "context_json": _pretty(action.context),
+        "steps": [
+            {**step, "args_json": _pretty(step["args"]), "result_json": _pretty(step["result"])}
+            for step in action.trajectory
+        ],
+        "risk": risk,
+        "risk_terms": risk_terms,
+        "base_risk": action.action_type.base_risk,
         "audit_events": action.audit_events.all(),
         "labels": action.labels.select_related("author"),
-        "verdicts": Verdict.choices,
+        "decision": getattr(action, "decision", None),
+        "claim_other": claim_other,
+        "approve_reasons": APPROVE_REASONS,
+        "reject_reasons": REJECT_REASONS,
+        "label_tags": LABEL_TAGS,
         "label_values": LabelValue.choices,
     }
     return render(request, "approvals/detail.html", context)
@@ -56,20 +131,25 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
 @reviewer_required
 @require_POST
 def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    get_object_or_404(ProposedAction.objects.only("pk"), pk=action_id)
+    action = get_object_or_404(ProposedAction.objects.all(), pk=action_id)
     verdict = request.POST.get("verdict", "")
+    reason = " — ".join(
+        part for part in (request.POST.get("preset", "").strip(), request.POST.get("reason", "").strip()) if part
+    )
     try:
-        services.action_decide(
-            action_id=str(action_id),
-            user=request_reviewer(request),
-            verdict=verdict,
-            reason=request.POST.get("reason", ""),
+        services.action_decide(action_id=str(action_id), user=request_reviewer(request), verdict=verdict, reason=reason)
+    except services.ActionConflict:
+        action.refresh_from_db()
+        messages.error(
+            request, f"Not applied: this action was already {action.get_status_display().lower()} elsewhere."
         )
+        return redirect("review-detail", action_id=action_id)
     except services.ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("review-detail", action_id=action_id)
-    messages.success(request, f"Action {verdict}d.")
-    return redirect("review-queue")
+    messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {action.action_type}.")
+    following = selectors.review_next_action(action)
+    return redirect(reverse("review-detail", args=[following.pk]) if following else reverse("review-queue"))
 
 
 @reviewer_required
@@ -79,10 +159,14 @@ def review_label(request: HttpRequest, action_id: UUID) -> HttpResponse:
     label = request.POST.get("label", "")
     if label not in LabelValue.values:
         messages.error(request, "Choose safe or unsafe.")
-    else:
-        tags = [t.strip() for t in request.POST.get("tags", "").split(",") if t.strip()]
-        services.label_create(
-            action=action, author=request_reviewer(request), label=label, tags=tags, note=request.POST.get("note", "")
-        )
-        messages.success(request, f"Labelled {label}.")
+        return redirect("review-detail", action_id=action_id)
+    tags = request.POST.getlist("tags") + [t.strip() for t in request.POST.get("other_tags", "").split(",")]
+    services.label_create(
+        action=action,
+        author=request_reviewer(request),
+        label=label,
+        tags=sorted({t for t in tags if t})[:20],
+        note=request.POST.get("note", "")[:5000],
+    )
+    messages.success(request, f"Labelled {label}.")
     return redirect("review-detail", action_id=action_id)

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("review/", views.review_queue, name="review-queue"),
     path("review/<uuid:action_id>", views.review_detail, name="review-detail"),
+    path("review/<uuid:action_id>/row", views.review_row, name="review-row"),
     path("review/<uuid:action_id>/decide", views.review_decide, name="review-decide"),
     path("review/<uuid:action_id>/label", views.review_label, name="review-label"),
 ]
