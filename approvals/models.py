@@ -205,6 +205,7 @@ class ProposedAction(models.Model):
                 name="action_queue_idx",
             ),
             models.Index(fields=["-decided_at"], condition=Q(decided_at__isnull=False), name="action_decided_idx"),
+            models.Index(fields=["-created_at"], condition=Q(audit_flagged=True), name="action_audit_idx"),
             models.Index(fields=["agent", "-created_at"], name="action_agent_idx"),
             models.Index(fields=["action_type", "status"], name="action_type_status_idx"),
             models.Index(fields=["created_at"], condition=Q(status=Status.PENDING), name="action_pending_idx"),

@@ -153,3 +153,22 @@ def test_static_assets_are_served_locally(browser: Client) -> None:
     assert "/static/approvals/app.css" in page
     assert "http://" not in page.split("<main>")[0]
     assert "https://" not in page.split("<main>")[0]
+
+
+def test_pages_of_a_long_queue_keep_the_queue_order(browser: Client, policy_v1: int) -> None:
+    from approvals.models import ActionType
+    from tests.factories import AgentFactory, ProposedActionFactory
+
+    # given: 120 held actions of distinct risks
+    refund, agent = ActionType.objects.get(name="refund"), AgentFactory()
+    for n in range(120):
+        ProposedActionFactory(action_type=refund, agent=agent, status=Status.NEEDS_REVIEW, risk_score=n / 1000)
+
+    # when
+    pages = [browser.get(f"/review/?page={n}").context["page"] for n in (1, 2, 3)]
+
+    # then: the three pages are the queue, riskiest first, each action once
+    risks = [action.risk_score for page in pages for action in page.object_list]
+    assert [len(page.object_list) for page in pages] == [50, 50, 20]
+    assert risks == sorted(risks, reverse=True)
+    assert len(set(risks)) == 120

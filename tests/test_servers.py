@@ -4,12 +4,10 @@ commands) and the full stack (an ASGI server, PostgreSQL, Redis and a Celery wor
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +16,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from approvals import services
-from tests.conftest import LOOKED_UP, TEST_POLICY, subprocess_database_url
+from tests.conftest import LOOKED_UP, TEST_POLICY, free_port, stop, wait_until_serving
 from tests.factories import AgentFactory, ReviewerFactory
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_serving(base_url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-4000:]}")
-        try:
-            httpx.get(f"{base_url}/api/schema", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server did not start:\n{log.read_text()[-4000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.mark.server
@@ -99,39 +70,6 @@ def test_embedded_demo_serves_the_api_and_decides_in_process(tmp_path: Path) -> 
         assert created.json()["status"] == "auto_approved"
         assert httpx.get(f"{base}/review/", timeout=5).status_code == 302
         assert httpx.get(f"{base}/static/approvals/app.css", timeout=5).status_code == 200
-    finally:
-        stop(server)
-
-
-@pytest.fixture
-def asgi_server(celery_worker_process: str, tmp_path: Path) -> Iterator[str]:
-    """uvicorn serving escalation_app.asgi:application on loopback, on the test database."""
-    db_url = subprocess_database_url()
-    port = free_port()
-    log = tmp_path / "uvicorn.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "escalation_app.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": db_url},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, server, log)
-        yield base
     finally:
         stop(server)
 

@@ -148,7 +148,7 @@ def _rule_finding(spec: RuleSpec, result: Any) -> dict:
             error=f"result is {type(result).__name__}, not bool",
         )
     if result:
-        return _finding(spec.name, "pass", "none", spec.message)
+        return _finding(spec.name, "pass", "none", "")  # a rule's message describes its failure
     extra = {"risk": spec.risk} if spec.on_fail == "risk" else {}
     return _finding(spec.name, "fail", spec.on_fail, spec.message or f"rule {spec.name} failed", **extra)
 
