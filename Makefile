@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean bench-policy
+.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -43,6 +43,10 @@ pytest: install
 ## Policy evaluation benchmark (report in bench/results/policy_eval.md)
 bench-policy: install
 	$(PY) bench/policy_eval.py
+
+## Queue page benchmark at 100,000 waiting actions (report in bench/results/queue_page.md)
+bench-queue: install
+	$(PY) bench/queue_page.py
 
 ## A worker for the full stack (needs DATABASE_URL and REDIS_URL).
 worker: install
