@@ -3,6 +3,7 @@ saved, every change records a new policy version, and statuses are never edited 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django import forms
@@ -14,30 +15,42 @@ from approvals import policy, services
 from approvals.models import ActionType, Agent, AuditEvent, Label, PolicyVersion, ProposedAction, Rule
 
 
+def _validate_with_spec(
+    form: forms.ModelForm, parse: Callable[[dict[str, Any], str], Any], place: str, spec_fields: Iterable[str]
+) -> None:
+    """Validate the form's values with the policy format's own parser (the one import_policies
+    uses), so that the admin refuses exactly what a policy file would, with the same messages."""
+    values = {name: form.cleaned_data[name] for name in spec_fields if name in form.cleaned_data}
+    try:
+        parse(values, place)
+    except policy.PolicyError as exc:
+        for error in exc.errors:
+            where, _, message = error.partition(": ")
+            field = where.removeprefix(f"{place}.")
+            if field not in form.fields:
+                form.add_error(None, error)
+            elif field not in form.errors:  # the form's own check already said what is wrong
+                form.add_error(field, message)
+
+
+def _parse_rule(data: dict[str, Any], place: str) -> policy.RuleSpec:
+    rule, errors = policy.spec.parse_rule(data, place)
+    if rule is None:
+        raise policy.PolicyError(errors)
+    return rule
+
+
 class RuleInlineForm(forms.ModelForm):
     class Meta:
         model = Rule
         fields = ["position", "name", "require", "on_fail", "risk", "message"]
         widgets = {"require": forms.Textarea(attrs={"rows": 2, "cols": 80})}
 
-    def clean_require(self) -> str:
-        expression = self.cleaned_data["require"]
-        reason = policy.check_cel_expression(expression)
-        if reason:
-            raise forms.ValidationError(reason)
-        return str(expression)
-
-    def clean_name(self) -> str:
-        name = self.cleaned_data["name"]
-        if name in policy.spec.RESERVED_RULE_NAMES:
-            raise forms.ValidationError(f"{name!r} is reserved for the gate's own findings")
-        return str(name)
-
-    def clean_risk(self) -> float:
-        risk = self.cleaned_data["risk"]
-        if not 0 <= risk <= 1:
-            raise forms.ValidationError("must be between 0 and 1")
-        return float(risk)
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("DELETE"):
+            _validate_with_spec(self, _parse_rule, "rule", policy.spec.RULE_FIELDS)
+        return cleaned
 
 
 class RuleInline(admin.TabularInline):
@@ -67,21 +80,10 @@ class ActionTypeForm(forms.ModelForm):
             "expire_after_minutes",
         ]
 
-    def clean_params_schema(self) -> Any:
-        schema = self.cleaned_data["params_schema"]
-        reason = policy.check_json_schema(schema)
-        if reason:
-            raise forms.ValidationError(reason)
-        return schema
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        for field in ("base_risk", "auto_approve_max_risk", "block_min_risk", "min_confidence", "audit_sample_rate"):
-            value = cleaned.get(field)
-            if value is not None and not 0 <= value <= 1:
-                self.add_error(field, "must be between 0 and 1")
-        if cleaned.get("max_auto_amount") is not None and not cleaned.get("amount_path"):
-            self.add_error("amount_path", "is required when max_auto_amount is set")
+        # Rules come from the inline forms, each checked by RuleInlineForm.
+        _validate_with_spec(self, policy.parse_action_type, "action_type", self.Meta.fields)
         return cleaned
 
 

@@ -73,6 +73,9 @@ def test_admin_saves_a_type_with_rules_as_a_new_policy_version(admin_client: Cli
         ({"rules-0-require": "params.("}, "invalid CEL"),
         ({"rules-0-name": "risk"}, "reserved"),
         ({"base_risk": "1.5"}, "must be between 0 and 1"),
+        ({"max_auto_amount": "100"}, "is required when max_auto_amount is set"),
+        ({"max_auto_amount": "-5", "amount_path": "amount"}, "must be &gt;= 0"),
+        ({"rules-0-on_fail": "block", "rules-0-risk": "2"}, "must be between 0.0 and 1.0"),
     ],
 )
 def test_admin_refuses_invalid_policies_before_saving(admin_client: Client, overrides: dict, message: str) -> None:
