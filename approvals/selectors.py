@@ -144,6 +144,13 @@ def review_page_queryset(
     return queryset
 
 
+def claim_holder(action: ProposedAction, *, now: datetime | None = None) -> int | None:
+    """The id of the user whose claim on the action is still live, or None."""
+    if action.claimed_by_id is None or action.claimed_until is None:
+        return None
+    return action.claimed_by_id if action.claimed_until > (now or timezone.now()) else None
+
+
 def review_next_action(after: ProposedAction) -> ProposedAction | None:
     """The most urgent held action other than ``after``: where a reviewer goes after deciding."""
     return review_queue().exclude(pk=after.pk).first()

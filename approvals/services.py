@@ -373,14 +373,10 @@ def action_claim(*, action_id: str, user: User) -> ProposedAction:
         action = ProposedAction.objects.select_for_update(of=("self",)).select_related("claimed_by").get(pk=action_id)
         if action.status != Status.NEEDS_REVIEW:
             return action
-        held_by_other = (
-            action.claimed_by_id not in (None, user.pk)
-            and action.claimed_until is not None
-            and action.claimed_until > now
-        )
-        if held_by_other:
+        holder = selectors.claim_holder(action, now=now)
+        if holder not in (None, user.pk):
             return action
-        new_holder = action.claimed_by_id != user.pk or action.claimed_until is None or action.claimed_until <= now
+        new_holder = holder != user.pk
         action.claimed_by, action.claimed_until = user, now + CLAIM_DURATION
         action.save(update_fields=["claimed_by", "claimed_until"])
         if new_holder:

@@ -116,11 +116,7 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
         action = services.action_claim(action_id=str(action.pk), user=reviewer)
     risk = next((f for f in action.findings if f.get("rule") == "risk"), None)
     risk_terms = {f["rule"]: f["risk"] for f in action.findings if f.get("outcome") == "fail" and "risk" in f}
-    claim_other = (
-        action.claimed_by_id not in (None, reviewer.pk)
-        and action.claimed_until is not None
-        and action.claimed_until > timezone.now()
-    )
+    claim_other = selectors.claim_holder(action) not in (None, reviewer.pk)
     context = {
         "action": action,
         "params_json": _pretty(action.params),
