@@ -124,7 +124,7 @@ def schema_findings(policy: CompiledPolicy, params: Any) -> list[dict]:
     ]
 
 
-def _rule_context(policy: CompiledPolicy, proposal: Proposal) -> cel.Context:
+def rule_context(policy: CompiledPolicy, proposal: Proposal) -> cel.Context:
     # Built once per action and shared by every rule: converting a long trajectory is the costly part.
     values = {
         "params": proposal.params,
@@ -188,7 +188,7 @@ def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float) -
 def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
     if not policy.rules:
         return []
-    context = _rule_context(policy, proposal)
+    context = rule_context(policy, proposal)
     deadline = time.monotonic() + budget_seconds
     results: Any = None
     if policy.combined is not None and time.monotonic() <= deadline:
