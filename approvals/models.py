@@ -171,6 +171,25 @@ class ProposedAction(models.Model):
     sla_deadline = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     evaluation_attempts = models.PositiveIntegerField(default=0)
+    # For evaluation (issue: labels -> thresholds), written when the action is proposed, evaluated
+    # or labelled, so that figures and threshold sweeps aggregate columns, not JSON:
+    # sha256 of the canonical params (repeated identical proposals),
+    params_hash = models.CharField(max_length=64, blank=True, db_index=False)
+    # the number at the type's amount_path when evaluated (finite), else NULL,
+    amount = models.FloatField(null=True, blank=True)
+    # steps 1-4 of the decision procedure neither blocked nor held it: thresholds (5-6) decided,
+    reached_thresholds = models.BooleanField(default=False)
+    # and the ground truth: the latest explicit label, else a reviewer's approve (safe) or reject.
+    ground_truth = models.CharField(max_length=10, choices=LabelValue.choices, null=True, blank=True)  # noqa: DJ001
+    # The reviewer's remembered approval that let this action through, if one did.
+    remembered_approval = models.ForeignKey(
+        "RememberedApproval", null=True, blank=True, on_delete=models.PROTECT, related_name="applied_to"
+    )
+    # What the agent reported when it acted (contract §2 outcome), once.
+    outcome_executed = models.BooleanField(null=True, blank=True)
+    outcome_result = models.JSONField(null=True, blank=True)
+    outcome_error = models.TextField(blank=True)
+    outcome_at = models.DateTimeField(null=True, blank=True)
     # An advisory claim from the review UI: who has the item open, until when. Never blocks a decision.
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -209,6 +228,12 @@ class ProposedAction(models.Model):
             models.Index(fields=["agent", "-created_at"], name="action_agent_idx"),
             models.Index(fields=["action_type", "status"], name="action_type_status_idx"),
             models.Index(fields=["created_at"], condition=Q(status=Status.PENDING), name="action_pending_idx"),
+            # Threshold sweeps: an index-only scan over a type's labelled history.
+            models.Index(
+                fields=["action_type", "risk_score", "amount", "confidence", "ground_truth"],
+                condition=Q(ground_truth__isnull=False),
+                name="action_labelled_idx",
+            ),
             # The built-in check for repeats of refused proposals.
             models.Index(
                 fields=["agent", "action_type", "-created_at"],
@@ -223,6 +248,64 @@ class ProposedAction(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+class RememberedApproval(models.Model):
+    """A reviewer's approve, extended to similar later proposals of the same agent session.
+
+    Similar: same agent, type and ``context.session_id``, proposed before ``expires_at``, failing
+    only checks that the approved action failed too (``failed``), and nothing that blocks.
+    """
+
+    source_action = models.ForeignKey(ProposedAction, on_delete=models.PROTECT, related_name="remembered_approvals")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="+")
+    session_id = models.CharField(max_length=255)
+    failed = models.JSONField(default=list)  # names of the checks the approved action did not pass
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["agent", "action_type", "session_id", "-expires_at"], name="remembered_idx")]
+
+    def __str__(self) -> str:
+        return f"remembered approval {self.pk} ({self.session_id})"
+
+
+class WhatIfRun(models.Model):
+    """A candidate policy replayed over the labelled history, on Celery, before it goes live."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    document = models.JSONField()  # the candidate policy document (contract §5)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"what-if {self.pk} ({self.state})"
+
+    @property
+    def progress(self) -> float:
+        return round(self.processed / self.total, 4) if self.total else (1.0 if self.state == "done" else 0.0)
 
 
 class Decision(models.Model):

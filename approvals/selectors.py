@@ -8,11 +8,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from approvals import policy
-from approvals.models import ActionType, Agent, Label, ProposedAction, Status
+from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
 
 # --- policies -----------------------------------------------------------------------------------
 
@@ -160,8 +160,8 @@ def review_next_action(after: ProposedAction) -> ProposedAction | None:
 
 
 def _with_ground_truth(queryset: QuerySet[ProposedAction]) -> QuerySet[ProposedAction]:
-    latest_label = Label.objects.filter(action=OuterRef("pk")).order_by("-created_at", "-id").values("label")[:1]
-    return queryset.annotate(latest_label=Subquery(latest_label))
+    has_label = Label.objects.filter(action=OuterRef("pk"))
+    return queryset.annotate(has_label=Exists(has_label))
 
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -194,8 +194,8 @@ def evaluation_summary(*, action_type: str | None = None, since: datetime | None
         .values("action_type__name", "status")
         .annotate(
             n=Count("id"),
-            labelled=Count("id", filter=Q(latest_label__isnull=False)),
-            unsafe_auto=Count("id", filter=Q(status=Status.AUTO_APPROVED, latest_label="unsafe")),
+            labelled=Count("id", filter=Q(has_label=True)),
+            unsafe_auto=Count("id", filter=Q(status=Status.AUTO_APPROVED, ground_truth="unsafe")),
         )
         .order_by()
     )
@@ -208,12 +208,37 @@ def evaluation_summary(*, action_type: str | None = None, since: datetime | None
 
 
 def ground_truth(action: ProposedAction) -> str | None:
-    """The latest explicit label; without one a reviewer's approve is safe and a reject unsafe."""
-    label = action.labels.order_by("-created_at", "-id").values_list("label", flat=True).first()
-    if label:
-        return label
-    if action.status == Status.APPROVED:
-        return "safe"
-    if action.status == Status.REJECTED:
-        return "unsafe"
-    return None
+    """The latest explicit label; without one a reviewer's approve is safe and a reject unsafe.
+
+    Kept on the action (``ground_truth``) by the services that decide and label it.
+    """
+    return action.ground_truth
+
+
+def remembered_approvals_for(action: ProposedAction, *, now: datetime | None = None) -> tuple[dict[str, Any], ...]:
+    """Active remembered approvals that may cover ``action``: same agent, type and session."""
+    session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
+    if not (isinstance(session_id, str) and session_id):
+        return ()
+    now = now or timezone.now()
+    rows = (
+        RememberedApproval.objects.filter(
+            agent_id=action.agent_id,
+            action_type_id=action.action_type_id,
+            session_id=session_id,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+            created_at__lte=action.created_at,
+        )
+        .select_related("reviewer")
+        .order_by("-created_at")
+    )
+    return tuple(
+        {
+            "id": row.pk,
+            "failed": list(row.failed),
+            "by": row.reviewer.get_username(),
+            "expires_at": row.expires_at.isoformat(),
+        }
+        for row in rows
+    )

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -25,11 +26,14 @@ from approvals.models import (
     AuditEvent,
     Decision,
     Label,
+    LabelValue,
     PolicyVersion,
     ProposedAction,
+    RememberedApproval,
     Rule,
     Status,
     Verdict,
+    WhatIfRun,
 )
 
 logger = logging.getLogger(__name__)
@@ -139,6 +143,11 @@ def agent_may_propose(agent: Agent, action_type: ActionType) -> bool:
 # --- proposing ----------------------------------------------------------------------------------
 
 
+def params_hash(params: Any) -> str:
+    """Identical params, identical hash: repeated proposals are counted by it."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def request_fingerprint(body: dict[str, Any]) -> str:
     """The body as parsed JSON, idempotency key left out, in a canonical form."""
     canonical = {k: v for k, v in body.items() if k != "idempotency_key"}
@@ -172,6 +181,7 @@ def action_propose(
                 agent=agent,
                 action_type=action_type,
                 params=params,
+                params_hash=params_hash(params),
                 trajectory_raw=trajectory_raw,
                 trajectory=trajectory,
                 context=context or {},
@@ -231,6 +241,8 @@ def action_requeue_stale(*, older_than: timedelta) -> dict[str, int]:
 
 def _policy_reason(decision: policy.Decision) -> str:
     failed = [f for f in decision.findings if f["outcome"] != "pass"]
+    if decision.remembered_approval is not None:
+        return f"remembered approval {decision.remembered_approval} of a reviewer covers every check it failed"
     if decision.status == policy.AUTO_APPROVED:
         return "all checks passed"
     return "; ".join(f"{f['rule']}: {f.get('message') or f.get('error', '')}" for f in failed) or decision.status
@@ -248,6 +260,9 @@ def _apply_decision(action: ProposedAction, decision: policy.Decision, *, actor:
         "findings": decision.findings,
         "policy_version": decision.policy_version,
         "audit_flagged": decision.audit_flagged,
+        "reached_thresholds": decision.reached_thresholds,
+        "remembered_approval_id": decision.remembered_approval,
+        "amount": _finite_amount(action),
         "evaluated_at": now,
         "decided_at": now if final else None,
     }
@@ -273,10 +288,23 @@ def _apply_decision(action: ProposedAction, decision: policy.Decision, *, actor:
                 "risk_score": decision.risk_score,
                 "policy_version": decision.policy_version,
                 "audit_flagged": decision.audit_flagged,
+                **(
+                    {"remembered_approval": decision.remembered_approval}
+                    if decision.remembered_approval is not None
+                    else {}
+                ),
             },
         )
         _push_on_commit(action, "evaluated")
     return True
+
+
+def _finite_amount(action: ProposedAction) -> float | None:
+    path = action.action_type.amount_path
+    value = policy.amount_at(action.params, path) if path else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def action_evaluate(*, action_id: str) -> ProposedAction | None:
@@ -310,6 +338,7 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
                 refused_repeat_of=selectors.refused_identical_proposal(action)
                 if action.action_type.builtin_checks
                 else None,
+                remembered=selectors.remembered_approvals_for(action),
             ),
         )
     except DatabaseError:
@@ -333,27 +362,61 @@ def action_hold_for_review(*, action_id: str, error: str) -> bool:
 # --- reviewers ----------------------------------------------------------------------------------
 
 
-def action_decide(*, action_id: str, user: User, verdict: str, reason: str = "") -> ProposedAction:
-    """A reviewer's verdict on a held action. Of two concurrent decisions exactly one wins."""
+REMEMBER_MAX_MINUTES = 24 * 60
+
+
+def action_decide(
+    *, action_id: str, user: User, verdict: str, reason: str = "", remember_minutes: int | None = None
+) -> ProposedAction:
+    """A reviewer's verdict on a held action. Of two concurrent decisions exactly one wins.
+
+    ``remember_minutes`` (approve only): also approve, for that long, later proposals of the same
+    agent, type and ``context.session_id`` that fail only checks this one failed.
+    """
     if verdict not in Verdict.values:
         raise ServiceError("verdict must be 'approve' or 'reject'")
+    if remember_minutes is not None:
+        if verdict != Verdict.APPROVE:
+            raise ServiceError("only an approval can be remembered for similar actions")
+        if isinstance(remember_minutes, bool) or not 1 <= remember_minutes <= REMEMBER_MAX_MINUTES:
+            raise ServiceError(f"remember_minutes must be between 1 and {REMEMBER_MAX_MINUTES}")
     with transaction.atomic():
         action = ProposedAction.objects.select_for_update().select_related("action_type", "agent").get(pk=action_id)
         if action.status != Status.NEEDS_REVIEW:
             raise ActionConflict(f"action is {action.status}, not needs_review: it cannot be decided")
         previous = action.status
+        session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
+        if remember_minutes is not None and not (isinstance(session_id, str) and session_id):
+            raise ServiceError("this action has no context.session_id: there is no session to remember it for")
         action.status = Status.APPROVED if verdict == Verdict.APPROVE else Status.REJECTED
         action.decided_at = timezone.now()
         action.claimed_by, action.claimed_until = None, None
-        action.save(update_fields=["status", "decided_at", "claimed_by", "claimed_until"])
+        fields = ["status", "decided_at", "claimed_by", "claimed_until"]
+        if not action.labels.exists():  # an explicit label outranks the verdict
+            action.ground_truth = LabelValue.SAFE if verdict == Verdict.APPROVE else LabelValue.UNSAFE
+            fields.append("ground_truth")
+        action.save(update_fields=fields)
         Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=reason)
+        data: dict[str, Any] = {"verdict": verdict, "reason": reason}
+        if remember_minutes is not None:
+            remembered = RememberedApproval.objects.create(
+                source_action=action,
+                agent=action.agent,
+                action_type=action.action_type,
+                session_id=str(session_id),
+                failed=policy.failed_checks(action.findings),
+                reviewer=user,
+                expires_at=action.decided_at + timedelta(minutes=remember_minutes),
+            )
+            data["remembered_approval"] = remembered.pk
+            data["remembered_until"] = remembered.expires_at.isoformat()
         audit_record(
             action=action,
             event="decided",
             actor=actor_of_user(user),
             from_status=previous,
             to_status=action.status,
-            data={"verdict": verdict, "reason": reason},
+            data=data,
         )
         _push_on_commit(action, "decided")
     return action
@@ -422,6 +485,8 @@ def label_create(
     """Record ground truth for any action; the newest label of an action wins, history stays."""
     with transaction.atomic():
         created = Label.objects.create(action=action, label=label, tags=tags or [], note=note, author=author)
+        ProposedAction.objects.filter(pk=action.pk).update(ground_truth=label)
+        action.ground_truth = label
         audit_record(
             action=action,
             event="labelled",
@@ -432,6 +497,52 @@ def label_create(
         )
         _push_on_commit(action, "labelled")
     return created
+
+
+def remembered_approval_revoke(*, remembered: RememberedApproval, user: User) -> RememberedApproval:
+    """Stop a remembered approval from approving anything more; what it approved stays approved."""
+    with transaction.atomic():
+        remembered = RememberedApproval.objects.select_for_update().get(pk=remembered.pk)
+        if remembered.revoked_at is not None:
+            return remembered
+        remembered.revoked_at, remembered.revoked_by = timezone.now(), user
+        remembered.save(update_fields=["revoked_at", "revoked_by"])
+        audit_record(
+            action=remembered.source_action,
+            event="remembered_approval_revoked",
+            actor=actor_of_user(user),
+            data={"remembered_approval": remembered.pk, "applied_to": remembered.applied_to.count()},
+        )
+    return remembered
+
+
+def action_report_outcome(
+    *, action_id: str, agent: Agent, executed: bool, result: Any = None, error: str = ""
+) -> ProposedAction:
+    """Contract §2: the owning agent says, once, what happened when it acted on an approval."""
+    with transaction.atomic():
+        action = (
+            ProposedAction.objects.select_for_update()
+            .select_related("action_type", "agent")
+            .get(pk=action_id, agent=agent)
+        )
+        if action.status not in (Status.APPROVED, Status.AUTO_APPROVED):
+            raise ActionConflict(f"action is {action.status}: outcomes are reported for approved actions only")
+        if action.outcome_at is not None:
+            raise ActionConflict("the outcome of this action was already reported")
+        action.outcome_executed, action.outcome_result, action.outcome_error = executed, result, error
+        action.outcome_at = timezone.now()
+        action.save(update_fields=["outcome_executed", "outcome_result", "outcome_error", "outcome_at"])
+        audit_record(
+            action=action,
+            event="outcome_reported",
+            actor=actor_of_agent(agent),
+            from_status=action.status,
+            to_status=action.status,
+            data={"executed": executed, "error": error},
+        )
+        _push_on_commit(action, "outcome_reported")
+    return action
 
 
 # --- policies -----------------------------------------------------------------------------------
@@ -504,3 +615,56 @@ def action_type_policy_changed(*, action_type: ActionType, actor: str, source: s
         action_type.policy_version = version
         policy_version_record(version=version, source=source, actor=actor, changed=[action_type.name])
     return version
+
+
+def action_type_apply_thresholds(
+    *, action_type: ActionType, auto_approve_max_risk: float, max_auto_amount: float | None, actor: str
+) -> int:
+    """Set a type's thresholds (a sweep's recommendation, say) as a new policy version, audited."""
+    with transaction.atomic():
+        locked = ActionType.objects.select_for_update().get(pk=action_type.pk)
+        before = {"auto_approve_max_risk": locked.auto_approve_max_risk, "max_auto_amount": locked.max_auto_amount}
+        locked.auto_approve_max_risk = auto_approve_max_risk
+        if locked.amount_path:
+            locked.max_auto_amount = max_auto_amount
+        spec = selectors.action_type_spec(locked)
+        policy.parse_action_type(spec.to_document(), locked.name)  # PolicyError: nothing saved
+        locked.save(update_fields=["auto_approve_max_risk", "max_auto_amount"])
+        version = _next_policy_version()
+        ActionType.objects.filter(pk=locked.pk).update(policy_version=version)
+        action_type.refresh_from_db()
+        policy_version_record(version=version, source="recommendation", actor=actor, changed=[locked.name])
+        audit_record(
+            action=None,
+            event="thresholds_applied",
+            actor=actor,
+            data={
+                "action_type": locked.name,
+                "policy_version": version,
+                "before": before,
+                "after": {"auto_approve_max_risk": auto_approve_max_risk, "max_auto_amount": locked.max_auto_amount},
+            },
+        )
+    return version
+
+
+def whatif_start(*, document: Any, user: User | None) -> WhatIfRun:
+    """Validate a candidate policy and queue its replay over the labelled history (Celery)."""
+    policy.parse_document(document)  # PolicyError, nothing stored, when it is invalid
+    with transaction.atomic():
+        run = WhatIfRun.objects.create(document=document, created_by=user)
+        audit_record(
+            action=None,
+            event="whatif_started",
+            actor=actor_of_user(user) if user else "system",
+            data={"whatif": run.pk},
+        )
+        run_id = run.pk
+
+        def enqueue() -> None:
+            from approvals.tasks import whatif_replay
+
+            whatif_replay.delay(run_id)
+
+        transaction.on_commit(enqueue)
+    return run

@@ -36,3 +36,20 @@ def evaluate_action(self: Task, action_id: str) -> None:
 def sweep_pending_actions() -> dict[str, int]:
     """Beat: re-queue actions left pending (a lost message, a broker outage) or hold them."""
     return services.action_requeue_stale(older_than=timedelta(seconds=settings.GATE_PENDING_SWEEP_AFTER_SECONDS))
+
+
+@shared_task(bind=True, max_retries=5)
+def whatif_replay(self: Task, run_id: int) -> None:
+    """One slice of a what-if replay (approvals.whatif); queues the next slice until done."""
+    from approvals import whatif
+
+    try:
+        more = whatif.whatif_step(run_id)
+    except DatabaseError as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+    except Exception as exc:
+        logger.exception("what-if %s failed", run_id)
+        whatif.whatif_fail(run_id, f"{type(exc).__name__}: {exc}")
+        return
+    if more:
+        whatif_replay.delay(run_id)

@@ -85,6 +85,21 @@ class ProposeSerializer(serializers.Serializer):
 class DecisionInputSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Verdict.choices)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    remember_minutes = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=24 * 60,
+        help_text="Approve only: also approve, for this many minutes, later proposals of the same agent, "
+        "type and context.session_id that fail only checks this one failed.",
+    )
+
+
+class OutcomeInputSerializer(serializers.Serializer):
+    executed = serializers.BooleanField()
+    result = serializers.JSONField(required=False, allow_null=True, default=None)
+    error = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
 
 
 class LabelInputSerializer(serializers.Serializer):
@@ -121,6 +136,15 @@ def action_representation(action: ProposedAction) -> dict[str, Any]:
             "at": decision.created_at.isoformat().replace("+00:00", "Z"),
         },
         "policy_version": action.policy_version,
+        "remembered_approval": action.remembered_approval_id,
+        "outcome": None
+        if action.outcome_at is None
+        else {
+            "executed": action.outcome_executed,
+            "result": action.outcome_result,
+            "error": action.outcome_error,
+            "at": _iso(action.outcome_at),
+        },
         "audit_flagged": action.audit_flagged,
         "escalated": action.escalated,
         "sla_deadline": _iso(action.sla_deadline),
@@ -153,6 +177,8 @@ class ActionSerializer(serializers.Serializer):
     findings = serializers.ListField(child=serializers.DictField())
     decision = serializers.DictField(allow_null=True)
     policy_version = serializers.IntegerField(allow_null=True)
+    remembered_approval = serializers.IntegerField(allow_null=True)
+    outcome = serializers.DictField(allow_null=True)
     audit_flagged = serializers.BooleanField()
     escalated = serializers.BooleanField()
     sla_deadline = serializers.DateTimeField(allow_null=True)

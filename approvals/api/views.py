@@ -32,6 +32,7 @@ from approvals.api.serializers import (
     DecisionInputSerializer,
     LabelInputSerializer,
     LabelSerializer,
+    OutcomeInputSerializer,
     ProposeSerializer,
     action_representation,
 )
@@ -151,6 +152,24 @@ class ActionCancelView(APIView):
     def post(self, request: Request, action_id: UUID) -> Response:
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
         action = services.action_cancel(action_id=str(action.pk), agent=request_agent(request))
+        return Response(action_representation(action))
+
+
+class ActionOutcomeView(APIView):
+    permission_classes = [IsEnabledAgent]
+
+    @extend_schema(
+        request=OutcomeInputSerializer,
+        responses={200: ActionSerializer, 400: ERROR, 404: ERROR, 409: ERROR},
+        summary="Report what happened when the agent acted (once, approved actions only)",
+    )
+    def post(self, request: Request, action_id: UUID) -> Response:
+        serializer = OutcomeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
+        action = services.action_report_outcome(
+            action_id=str(action.pk), agent=request_agent(request), **serializer.validated_data
+        )
         return Response(action_representation(action))
 
 

@@ -70,6 +70,9 @@ class Proposal:
     # Built-in check input, found by the caller: an identical proposal of the same agent refused
     # in the last 24 hours ({"id", "status"}), or None.
     refused_repeat_of: dict | None = None
+    # Reviewers' remembered approvals that may cover this proposal (same agent, type and session,
+    # still active), found by the caller: ({"id", "failed": [check names], "by", "expires_at"}, ...).
+    remembered: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ class Decision:
     findings: list[dict] = field(default_factory=list)
     audit_flagged: bool = False
     policy_version: int | None = None
+    # Steps 1-4 neither blocked nor held it, so the thresholds of steps 5-6 decided (for sweeps).
+    reached_thresholds: bool = False
+    # The remembered approval that let it through instead of holding it (its id), if any.
+    remembered_approval: Any = None
 
 
 def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
@@ -289,7 +296,8 @@ def builtin_findings(proposal: Proposal) -> list[dict]:
     return findings
 
 
-def _amount(params: Any, path: str) -> Any:
+def amount_at(params: Any, path: str) -> Any:
+    """The value at a dotted path of params (list indexes as digits), or None."""
     value = params
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
@@ -299,6 +307,27 @@ def _amount(params: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+def failed_checks(findings: list[dict]) -> list[str]:
+    """The names of the checks a decision did not pass, as a remembered approval stores them."""
+    return sorted({f["rule"] for f in findings if f["outcome"] != "pass"})
+
+
+def remembered_cover(findings: list[dict], remembered: tuple[dict, ...]) -> dict | None:
+    """The first remembered approval that accepted every check these findings fail, if any.
+
+    Never for a decision with an error finding (a rule that raised, an evaluation over budget):
+    a fault of the gate is never approved in advance. Callers apply it only to a hold, so nothing
+    that blocks is ever let through.
+    """
+    if not remembered or any(f["outcome"] == "error" for f in findings):
+        return None
+    failed = set(failed_checks(findings))
+    for candidate in remembered:
+        if failed <= set(candidate["failed"]):
+            return candidate
+    return None
 
 
 def audit_sampled(sample_key: str, rate: float) -> bool:
@@ -313,9 +342,35 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
     spec = policy.spec
     findings = schema_findings(policy, proposal.params)
 
+    reached = False
+
     def done(status: str, risk: float | None, *, audit: bool = False) -> Decision:
+        if status == NEEDS_REVIEW and (remembered := remembered_cover(findings, proposal.remembered)):
+            findings.append(
+                _finding(
+                    "remembered_approval",
+                    "pass",
+                    "none",
+                    f"approved by {remembered['by']}'s remembered approval {remembered['id']} for this session "
+                    f"(until {remembered['expires_at']}): it fails only checks that approval accepted",
+                    remembered_approval=remembered["id"],
+                )
+            )
+            return Decision(
+                status=AUTO_APPROVED,
+                risk_score=risk,
+                findings=findings,
+                policy_version=policy.version,
+                reached_thresholds=reached,
+                remembered_approval=remembered["id"],
+            )
         return Decision(
-            status=status, risk_score=risk, findings=findings, audit_flagged=audit, policy_version=policy.version
+            status=status,
+            risk_score=risk,
+            findings=findings,
+            audit_flagged=audit,
+            policy_version=policy.version,
+            reached_thresholds=reached,
         )
 
     # 1. params fail the schema
@@ -350,6 +405,7 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
         return done(NEEDS_REVIEW, risk)
     if held:
         return done(NEEDS_REVIEW, risk)
+    reached = True
 
     # 5. risk thresholds
     if spec.block_min_risk is not None and risk >= spec.block_min_risk:
@@ -409,7 +465,7 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
                 )
             )
     if spec.max_auto_amount is not None and spec.amount_path:
-        amount = _amount(proposal.params, spec.amount_path)
+        amount = amount_at(proposal.params, spec.amount_path)
         # A NaN or infinite amount is no amount: NaN compares false with every limit and would pass.
         if (
             isinstance(amount, bool)

@@ -26,6 +26,7 @@ RESERVED_RULE_NAMES = frozenset(
         "params_schema",
         "mode",
         "risk",
+        "remembered_approval",
         "confidence",
         "amount",
         "evaluation",
