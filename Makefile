@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue
+.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue bench-sweep
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -47,6 +47,11 @@ bench-policy: install
 ## Queue page benchmark at 100,000 waiting actions (report in bench/results/queue_page.md)
 bench-queue: install
 	$(PY) bench/queue_page.py
+
+## Threshold sweep over 1,000,000 labelled actions (own gate_bench_sweep database, kept between runs;
+## `make bench-sweep ARGS=--reload` refills it). Report in bench/results/eval_sweep.md
+bench-sweep: install
+	$(PY) bench/eval_sweep.py $(ARGS)
 
 ## A worker for the full stack (needs DATABASE_URL and REDIS_URL).
 worker: install

@@ -9,10 +9,24 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from approvals import policy, services
-from approvals.models import ActionType, Agent, AuditEvent, Label, PolicyVersion, ProposedAction, Rule
+from approvals.models import (
+    ActionType,
+    Agent,
+    AuditEvent,
+    Label,
+    PolicyVersion,
+    ProposedAction,
+    RememberedApproval,
+    Rule,
+    WhatIfRun,
+)
 
 
 def _validate_with_spec(
@@ -102,7 +116,14 @@ class ActionTypeAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name", "description"]
-    readonly_fields = ["policy_version", "updated_at"]
+    readonly_fields = ["policy_version", "updated_at", "evaluation"]
+
+    @admin.display(description="Evaluation")
+    def evaluation(self, obj: ActionType) -> str:
+        if obj.pk is None:
+            return "-"
+        url = f"{reverse('evaluation-dashboard')}?{urlencode({'sweep': obj.name, 'window': 'all'})}#sweep"
+        return format_html('<a href="{}">Threshold sweep, recommendation and rule health for {}</a>', url, obj.name)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         with transaction.atomic():
@@ -162,3 +183,39 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
 class LabelAdmin(ReadOnlyAdmin):
     list_display = ["action", "label", "author", "created_at"]
     list_filter = ["label"]
+
+
+@admin.register(WhatIfRun)
+class WhatIfRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "state", "progress_display", "created_by", "created_at", "finished_at", "results"]
+    list_filter = ["state"]
+    fields = ("state", "processed", "total", "error", "created_by", "created_at", "finished_at", "document")
+    readonly_fields = ("state", "processed", "total", "error", "created_by", "created_at", "finished_at", "document")
+
+    @admin.display(description="Progress")
+    def progress_display(self, obj: WhatIfRun) -> str:
+        return f"{obj.processed} / {obj.total} ({obj.progress:.0%})"
+
+    @admin.display(description="Results")
+    def results(self, obj: WhatIfRun) -> str:
+        return format_html('<a href="{}">open</a>', reverse("evaluation-whatif-detail", args=[obj.pk]))
+
+
+@admin.register(RememberedApproval)
+class RememberedApprovalAdmin(ReadOnlyAdmin):
+    list_display = ["id", "agent", "action_type", "session_id", "reviewer", "created_at", "expires_at", "revoked_at"]
+    list_filter = ["action_type", "agent", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["session_id", "agent__name", "source_action__id"]
+    list_select_related = ["agent", "action_type", "reviewer"]
+    actions = ["revoke"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("approvals.change_rememberedapproval")
+
+    @admin.action(description="Revoke the selected remembered approvals", permissions=["revoke"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[RememberedApproval]) -> None:
+        revoked = 0
+        for remembered in queryset.filter(revoked_at__isnull=True):
+            services.remembered_approval_revoke(remembered=remembered, user=request.user)  # type: ignore[arg-type]
+            revoked += 1
+        messages.success(request, f"Revoked {revoked} remembered approval{'' if revoked == 1 else 's'}.")

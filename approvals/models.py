@@ -373,3 +373,33 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValueError("audit events are append-only")
+
+
+class WebhookDelivery(models.Model):
+    """One signed POST of an action's representation to its callback_url (contract §4)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"  # retries exhausted or refused (e.g. a private address)
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.PROTECT, related_name="webhook_deliveries")
+    event = models.CharField(max_length=40)  # action.evaluated | action.decided | action.escalated | action.expired
+    url = models.URLField(max_length=2000)
+    body = models.TextField()  # the exact bytes signed and sent (UTF-8 JSON)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], condition=Q(state="failed"), name="webhook_failed_idx"),
+            models.Index(fields=["created_at"], condition=Q(state="pending"), name="webhook_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.url} ({self.state})"

@@ -8,11 +8,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from approvals import policy
-from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
+from approvals import evaluation, policy
+from approvals.models import ActionType, Agent, ProposedAction, RememberedApproval, Status
 
 # --- policies -----------------------------------------------------------------------------------
 
@@ -159,52 +159,12 @@ def review_next_action(after: ProposedAction) -> ProposedAction | None:
 # --- evaluation ---------------------------------------------------------------------------------
 
 
-def _with_ground_truth(queryset: QuerySet[ProposedAction]) -> QuerySet[ProposedAction]:
-    has_label = Label.objects.filter(action=OuterRef("pk"))
-    return queryset.annotate(has_label=Exists(has_label))
-
-
-def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    by_status = {status: 0 for status in Status.values}
-    labelled = unsafe_auto = 0
-    for row in rows:
-        by_status[row["status"]] += row["n"]
-        labelled += row["labelled"]
-        unsafe_auto += row["unsafe_auto"]
-    total = sum(by_status.values())
-    evaluated = total - by_status[Status.PENDING]
-    return {
-        "total": total,
-        "by_status": by_status,
-        "automation_rate": round(by_status[Status.AUTO_APPROVED] / evaluated, 6) if evaluated else None,
-        "labelled": labelled,
-        "unsafe_auto_approved": unsafe_auto,
-    }
-
-
 def evaluation_summary(*, action_type: str | None = None, since: datetime | None = None) -> dict[str, Any]:
-    """Contract §3: volume, automation rate and unsafe auto-approvals, overall and per type."""
-    queryset = ProposedAction.objects.all()
-    if action_type:
-        queryset = queryset.filter(action_type__name=action_type)
-    if since:
-        queryset = queryset.filter(created_at__gte=since)
-    rows = list(
-        _with_ground_truth(queryset)
-        .values("action_type__name", "status")
-        .annotate(
-            n=Count("id"),
-            labelled=Count("id", filter=Q(has_label=True)),
-            unsafe_auto=Count("id", filter=Q(status=Status.AUTO_APPROVED, ground_truth="unsafe")),
-        )
-        .order_by()
-    )
-    per_type: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        per_type.setdefault(row["action_type__name"], []).append(row)
-    summary = _figures(rows)
-    summary["per_action_type"] = {name: _figures(type_rows) for name, type_rows in sorted(per_type.items())}
-    return summary
+    """Contract §3: volume, automation rate and unsafe auto-approvals, overall and per type.
+
+    Computed with the other evaluation figures, by approvals.evaluation.
+    """
+    return evaluation.evaluation_summary(action_type=action_type, since=since)
 
 
 def ground_truth(action: ProposedAction) -> str | None:

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +33,7 @@ from approvals.models import (
     Rule,
     Status,
     Verdict,
+    WebhookDelivery,
     WhatIfRun,
 )
 
@@ -88,6 +89,29 @@ def _push_on_commit(action: ProposedAction, event: str, **extra: Any) -> None:
     transaction.on_commit(
         lambda: events.action_changed(action_id=action_id, status=status, event=event, extra=extra or None)
     )
+
+
+def _webhook_on_commit(action: ProposedAction, event: str) -> None:
+    """Record a signed delivery of the action as it stands now, sent once the change commits."""
+    if not action.callback_url:
+        return
+    from approvals.api.serializers import action_representation
+
+    body = json.dumps(action_representation(action), separators=(",", ":"), sort_keys=True)
+    delivery = WebhookDelivery.objects.create(action=action, event=event, url=action.callback_url, body=body)
+    _enqueue_webhook_on_commit(delivery.pk)
+
+
+def _enqueue_webhook_on_commit(delivery_id: int) -> None:
+    from approvals.tasks import deliver_webhook
+
+    def enqueue() -> None:
+        try:
+            deliver_webhook.delay(delivery_id)
+        except Exception:
+            logger.warning("could not queue webhook delivery %s", delivery_id, exc_info=True)
+
+    transaction.on_commit(enqueue)
 
 
 # --- agents -------------------------------------------------------------------------------------
@@ -296,6 +320,7 @@ def _apply_decision(action: ProposedAction, decision: policy.Decision, *, actor:
             },
         )
         _push_on_commit(action, "evaluated")
+        _webhook_on_commit(action, "action.evaluated")
     return True
 
 
@@ -419,7 +444,91 @@ def action_decide(
             data=data,
         )
         _push_on_commit(action, "decided")
+        _webhook_on_commit(action, "action.decided")
     return action
+
+
+def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
+    """A held action past its review SLA: flagged and put first in the queue, once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        action = (
+            ProposedAction.objects.select_for_update(of=("self",))
+            .select_related("action_type", "agent")
+            .filter(pk=action_id)
+            .first()
+        )
+        if (
+            action is None
+            or action.status != Status.NEEDS_REVIEW
+            or action.escalated
+            or action.sla_deadline is None
+            or action.sla_deadline > now
+        ):
+            return False
+        action.escalated = True
+        action.save(update_fields=["escalated"])
+        audit_record(
+            action=action,
+            event="escalated",
+            actor="system",
+            from_status=action.status,
+            to_status=action.status,
+            data={"sla_deadline": action.sla_deadline.isoformat()},
+        )
+        _push_on_commit(action, "escalated")
+        _webhook_on_commit(action, "action.escalated")
+    return True
+
+
+def action_expire(*, action_id: str, now: datetime | None = None) -> bool:
+    """A held action nobody decided in time becomes ``expired`` (never a rejection), once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        action = (
+            ProposedAction.objects.select_for_update(of=("self",))
+            .select_related("action_type", "agent")
+            .filter(pk=action_id)
+            .first()
+        )
+        if (
+            action is None
+            or action.status != Status.NEEDS_REVIEW
+            or action.expires_at is None
+            or action.expires_at > now
+        ):
+            return False
+        action.status = Status.EXPIRED
+        action.claimed_by, action.claimed_until = None, None
+        action.save(update_fields=["status", "claimed_by", "claimed_until"])
+        audit_record(
+            action=action,
+            event="expired",
+            actor="system",
+            from_status=Status.NEEDS_REVIEW,
+            to_status=Status.EXPIRED,
+            data={"expires_at": action.expires_at.isoformat()},
+        )
+        _push_on_commit(action, "expired")
+        _webhook_on_commit(action, "action.expired")
+    return True
+
+
+def actions_enforce_deadlines(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """Beat: expire what is past expires_at, escalate what is past its SLA. Safe to run twice."""
+    now = now or timezone.now()
+    held = ProposedAction.objects.filter(status=Status.NEEDS_REVIEW)
+    expired = sum(
+        action_expire(action_id=str(pk), now=now)
+        for pk in held.filter(expires_at__lte=now).order_by("expires_at").values_list("pk", flat=True)[:batch]
+    )
+    escalated = sum(
+        action_escalate(action_id=str(pk), now=now)
+        for pk in held.filter(escalated=False, sla_deadline__lte=now)
+        .order_by("sla_deadline")
+        .values_list("pk", flat=True)[:batch]
+    )
+    return {"expired": expired, "escalated": escalated}
 
 
 CLAIM_DURATION = timedelta(minutes=5)
@@ -668,3 +777,66 @@ def whatif_start(*, document: Any, user: User | None) -> WhatIfRun:
 
         transaction.on_commit(enqueue)
     return run
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+def webhook_deliver(*, delivery_id: int) -> str:
+    """Send one delivery; returns its state. Never holds a transaction while the network is used."""
+    from approvals import webhooks
+
+    delivery = WebhookDelivery.objects.select_related("action__agent").filter(pk=delivery_id).first()
+    if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
+        return delivery.state if delivery else "missing"
+    body = delivery.body.encode()
+    headers = {
+        webhooks.EVENT_HEADER: delivery.event,
+        webhooks.SIGNATURE_HEADER: webhooks.sign(delivery.action.agent.webhook_secret, body),
+        "X-Gate-Delivery": str(delivery.pk),
+        "User-Agent": "autonomy-gate-webhooks/1",
+    }
+    status_code: int | None = None
+    error = ""
+    refused = False
+    try:
+        status_code = webhooks.post(delivery.url, body, headers).status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except webhooks.WebhookRefused as exc:
+        refused, error = True, str(exc)
+    except Exception as exc:  # network errors: retried
+        error = f"{type(exc).__name__}: {exc}"
+    attempts = delivery.attempts + 1
+    if not error:
+        state = WebhookDelivery.State.DELIVERED
+    elif refused or attempts >= settings.GATE_WEBHOOK_MAX_ATTEMPTS:
+        state = WebhookDelivery.State.FAILED
+    else:
+        state = WebhookDelivery.State.PENDING
+    WebhookDelivery.objects.filter(pk=delivery.pk, state=WebhookDelivery.State.PENDING).update(
+        attempts=attempts,
+        state=state,
+        last_status_code=status_code,
+        last_error=error[:2000],
+        delivered_at=timezone.now() if state == WebhookDelivery.State.DELIVERED else None,
+    )
+    if state == WebhookDelivery.State.FAILED:
+        logger.warning("webhook delivery %s to %s failed: %s", delivery.pk, delivery.url, error)
+    return state
+
+
+def webhook_redeliver(*, delivery: WebhookDelivery, actor: str) -> WebhookDelivery:
+    """An operator sends a delivery again (the admin's redelivery button): a new delivery row."""
+    with transaction.atomic():
+        again = WebhookDelivery.objects.create(
+            action=delivery.action, event=delivery.event, url=delivery.url, body=delivery.body
+        )
+        audit_record(
+            action=delivery.action,
+            event="webhook_redelivered",
+            actor=actor,
+            data={"delivery": delivery.pk, "new_delivery": again.pk, "event": delivery.event},
+        )
+        _enqueue_webhook_on_commit(again.pk)
+    return again

@@ -53,3 +53,19 @@ def whatif_replay(self: Task, run_id: int) -> None:
         return
     if more:
         whatif_replay.delay(run_id)
+
+
+@shared_task(acks_late=True)
+def enforce_deadlines() -> dict[str, int]:
+    """Beat: escalate held actions past their review SLA and expire those past expire_after."""
+    return services.actions_enforce_deadlines()
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def deliver_webhook(self: Task, delivery_id: int) -> str:
+    """One signed POST; a failure is retried with exponential backoff until the attempts run out."""
+    state = services.webhook_deliver(delivery_id=delivery_id)
+    if state == "pending":
+        delay = min(settings.GATE_WEBHOOK_BACKOFF_SECONDS * 2**self.request.retries, 600)
+        raise self.retry(countdown=delay)
+    return state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -11,7 +12,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,9 +20,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
 
-from approvals import selectors, services
+from approvals import policy, selectors, services
 from approvals.api.permissions import REVIEW_PERMISSION, request_reviewer
-from approvals.models import ActionType, Agent, LabelValue, ProposedAction, Status, Verdict
+from approvals.models import ActionType, Agent, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
 
 PAGE_SIZE = 50
 APPROVE_REASONS = [
@@ -36,6 +37,9 @@ REJECT_REASONS = [
     "Against policy",
     "Not enough evidence in the trajectory",
 ]
+# "Apply to similar actions in this session": the windows a reviewer picks from (minutes, shown as).
+REMEMBER_WINDOWS = [(15, "15 min"), (60, "1 h"), (240, "4 h"), (24 * 60, "24 h")]
+REMEMBER_DEFAULT_MINUTES = 60
 LABEL_TAGS = ["plausible_but_incorrect", "wrong_customer", "amount_mismatch", "policy_violation", "missing_lookup"]
 
 
@@ -108,8 +112,55 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
+def _session_id(action: ProposedAction) -> str | None:
+    session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
+    return session_id if isinstance(session_id, str) and session_id else None
+
+
+def _remembered_state(remembered: RememberedApproval, now: datetime) -> str:
+    if remembered.revoked_at is not None:
+        return "revoked"
+    return "active" if remembered.expires_at > now else "expired"
+
+
+def _remember_offer(action: ProposedAction, now: datetime) -> dict[str, Any] | None:
+    """What "apply to similar actions in this session" would approve, for the approve form."""
+    session_id = _session_id(action)
+    if action.status != Status.NEEDS_REVIEW or session_id is None:
+        return None
+    return {
+        "session_id": session_id,
+        "failed": policy.failed_checks(action.findings),
+        "windows": REMEMBER_WINDOWS,
+        "default": REMEMBER_DEFAULT_MINUTES,
+        "now": now,
+        "until": now + timedelta(minutes=REMEMBER_DEFAULT_MINUTES),
+    }
+
+
+def _remembered_context(action: ProposedAction, now: datetime) -> dict[str, Any]:
+    """The remembered approval that approved this action, and those its own approval made."""
+    approved_by = None
+    if action.remembered_approval_id is not None:
+        approved_by = RememberedApproval.objects.select_related("reviewer", "source_action__action_type").get(
+            pk=action.remembered_approval_id
+        )
+        approved_by.state = _remembered_state(approved_by, now)  # type: ignore[attr-defined]
+    made = list(
+        action.remembered_approvals.select_related("reviewer", "revoked_by")
+        .annotate(applied_count=Count("applied_to"))
+        .order_by("-created_at")
+    )
+    for remembered in made:
+        remembered.state = _remembered_state(remembered, now)  # type: ignore[attr-defined]
+    return {"remembered_by": approved_by, "remembered_made": made}
+
+
 @reviewer_required
 def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    """One action; a POST here revokes one of the remembered approvals its approval made."""
+    if request.method == "POST":
+        return _remembered_revoke(request, action_id)
     reviewer = request_reviewer(request)
     action = get_object_or_404(selectors.actions_visible_to(reviewer), pk=action_id)
     if action.status == Status.NEEDS_REVIEW:
@@ -117,6 +168,7 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     risk = next((f for f in action.findings if f.get("rule") == "risk"), None)
     risk_terms = {f["rule"]: f["risk"] for f in action.findings if f.get("outcome") == "fail" and "risk" in f}
     claim_other = selectors.claim_holder(action) not in (None, reviewer.pk)
+    now = timezone.now()
     context = {
         "action": action,
         "params_json": _pretty(action.params),
@@ -137,8 +189,27 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
         "reject_reasons": REJECT_REASONS,
         "label_tags": LABEL_TAGS,
         "label_values": LabelValue.choices,
+        "remember": _remember_offer(action, now),
+        **_remembered_context(action, now),
     }
     return render(request, "approvals/detail.html", context)
+
+
+def _remembered_revoke(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    raw = request.POST.get("remembered", "")
+    remembered = (
+        RememberedApproval.objects.filter(pk=int(raw), source_action_id=action_id).first() if raw.isdigit() else None
+    )
+    if remembered is None:
+        messages.error(request, "Not revoked: no such remembered approval of this action.")
+        return redirect("review-detail", action_id=action_id)
+    remembered = services.remembered_approval_revoke(remembered=remembered, user=request_reviewer(request))
+    messages.success(
+        request,
+        f"Revoked: similar actions of session {remembered.session_id} are held for review again "
+        f"(it approved {remembered.applied_to.count()}).",
+    )
+    return redirect("review-detail", action_id=action_id)
 
 
 @reviewer_required
@@ -149,8 +220,21 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
     reason = " — ".join(
         part for part in (request.POST.get("preset", "").strip(), request.POST.get("reason", "").strip()) if part
     )
+    remember_minutes = None
+    if request.POST.get("remember"):
+        raw = request.POST.get("remember_minutes", str(REMEMBER_DEFAULT_MINUTES)).strip()
+        if not raw.isdigit():
+            messages.error(request, "Not applied: choose how long to apply the approval to similar actions.")
+            return redirect("review-detail", action_id=action_id)
+        remember_minutes = int(raw)
     try:
-        services.action_decide(action_id=str(action_id), user=request_reviewer(request), verdict=verdict, reason=reason)
+        decided = services.action_decide(
+            action_id=str(action_id),
+            user=request_reviewer(request),
+            verdict=verdict,
+            reason=reason,
+            remember_minutes=remember_minutes,
+        )
     except services.ActionConflict:
         action.refresh_from_db()
         messages.error(
@@ -161,6 +245,13 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("review-detail", action_id=action_id)
     messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {action.action_type}.")
+    if remember_minutes is not None and decided.decided_at is not None:
+        until = decided.decided_at + timedelta(minutes=remember_minutes)
+        messages.success(
+            request,
+            f"Similar {action.action_type} actions of session {_session_id(decided)} are approved until "
+            f"{until:%Y-%m-%d %H:%M} UTC; revoke it on the approved action's page.",
+        )
     following = selectors.review_next_action(action)
     return redirect(reverse("review-detail", args=[following.pk]) if following else reverse("review-queue"))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -177,16 +178,29 @@ CELERY_TASK_TIME_LIMIT = 30
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("GATE_VISIBILITY_TIMEOUT", 120)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate"
+# Evaluation and webhook deliveries on separate queues, so that a slow receiver never delays a
+# decision; both are declared, so a plain `celery -A escalation_app worker` consumes both.
+GATE_WEBHOOK_QUEUE = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate-webhooks"
+CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(GATE_WEBHOOK_QUEUE)]
+CELERY_TASK_ROUTES = {"approvals.tasks.deliver_webhook": {"queue": GATE_WEBHOOK_QUEUE}}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the DB connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending": {"task": "approvals.tasks.sweep_pending_actions", "schedule": 15.0},
+    "enforce-deadlines": {
+        "task": "approvals.tasks.enforce_deadlines",
+        "schedule": float(env_int("GATE_DEADLINE_INTERVAL_SECONDS", 15)),
+    },
 }
 
 # --- Gate ---------------------------------------------------------------------------------------
 GATE_MAX_BODY_BYTES = env_int("GATE_MAX_BODY_BYTES", 1024 * 1024)
 GATE_WEBHOOK_ALLOW_PRIVATE = env_bool("GATE_WEBHOOK_ALLOW_PRIVATE")
+# Hosts that may be called even when they resolve to a private address (comma-separated).
+GATE_WEBHOOK_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]
+GATE_WEBHOOK_MAX_ATTEMPTS = env_int("GATE_WEBHOOK_MAX_ATTEMPTS", 8)
+GATE_WEBHOOK_BACKOFF_SECONDS = env_int("GATE_WEBHOOK_BACKOFF_SECONDS", 2)
 # An evaluation is tried this many times (crashes and kills included) before the action is held.
 GATE_MAX_EVALUATION_ATTEMPTS = env_int("GATE_MAX_EVALUATION_ATTEMPTS", 3)
 # An action still pending after this many seconds is re-queued by the sweeper.

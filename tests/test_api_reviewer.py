@@ -482,6 +482,7 @@ REVIEWER_CALLS = [
     ("post", "/api/v1/actions/{id}/decision", {"verdict": "approve"}),
     ("post", "/api/v1/actions/{id}/labels", {"label": "safe"}),
     ("get", "/api/v1/actions/{id}/labels", None),
+    ("get", "/api/v1/remembered-approvals", None),
 ]
 
 

@@ -32,11 +32,18 @@ def test_converter_reproduces_the_committed_proposals(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert out.read_text() == (EXAMPLE / "proposals.jsonl").read_text()
-    labels = [json.loads(line)["label"] for line in out.read_text().splitlines()]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    labels = [line["label"] for line in lines]
     assert labels.count("correct") == 47
     assert labels.count("unsafe") == 41
     assert labels.count("rejected_by_env") == 33
     assert sum(label.startswith("escalation") for label in labels) == 22
+    # one session per run (<task>-<trial>), beside the world's clock
+    for line in lines:
+        assert line["context"] == {
+            "world_time": "2024-05-15T15:00:00-05:00",
+            "session_id": line["id"].rsplit("-", 1)[0],
+        }
 
 
 @pytest.mark.django_db

@@ -19,6 +19,7 @@ from approvals.policy import (
     NEEDS_REVIEW,
     CompiledPolicy,
     Decision,
+    PolicyError,
     Proposal,
     audit_sampled,
     compile_policy,
@@ -117,6 +118,10 @@ def assert_explained(decision: Decision) -> None:
     elif decision.status == NEEDS_REVIEW:
         assert "review" in effects, decision.findings
         assert decision.audit_flagged is False
+    elif decision.remembered_approval is not None:
+        # a reviewer's remembered approval covers holds (review), never blocks or errors
+        assert effects <= {"risk", "review"}, decision.findings
+        assert "remembered_approval" in {f["rule"] for f in decision.findings}
     else:
         assert effects <= {"risk"}, decision.findings
     if decision.risk_score is not None:
@@ -1016,3 +1021,81 @@ def test_openai_trajectory_is_readable_by_rules() -> None:
     # then
     assert decision.status == AUTO_APPROVED
     assert {rule_outcomes(decision)[n] for n in ("looked_up", "total_known", "system_kept")} == {("pass", "none")}
+
+
+# --- steps 5-6 reached (threshold sweeps) and remembered approvals (contract §5, last paragraph) ----
+
+
+@pytest.mark.parametrize(
+    ("fields", "given", "reached", "status"),
+    [
+        ({}, {}, True, AUTO_APPROVED),
+        ({"mode": "block"}, {}, False, BLOCKED),
+        ({"mode": "review"}, {}, False, NEEDS_REVIEW),
+        ({"rules": [rule("r", FAIL)]}, {}, False, NEEDS_REVIEW),
+        ({"rules": [rule("r", ERROR)]}, {}, False, NEEDS_REVIEW),
+        ({"rules": [rule("r", FAIL, on_fail="block")]}, {}, False, BLOCKED),
+        ({"rules": [rule("r", FAIL, on_fail="risk", risk=0.6)]}, {}, True, NEEDS_REVIEW),
+        ({"base_risk": 0.9, "block_min_risk": 0.8}, {}, True, BLOCKED),
+        ({"min_confidence": 0.95}, {}, True, NEEDS_REVIEW),
+        ({"amount_path": "amount", "max_auto_amount": 10}, {}, True, NEEDS_REVIEW),
+        ({}, {"params": {"order_id": 5}}, False, BLOCKED),
+    ],
+)
+def test_reached_thresholds_says_whether_steps_5_and_6_decided(
+    fields: dict[str, Any], given: dict[str, Any], reached: bool, status: str
+) -> None:
+    decision = evaluate(policy(**fields), proposal(**given))
+    assert (decision.reached_thresholds, decision.status) == (reached, status)
+
+
+def remembered(*failed: str, ident: int = 1) -> dict[str, Any]:
+    return {"id": ident, "failed": list(failed), "by": "lead", "expires_at": "2024-05-15T16:00:00+00:00"}
+
+
+def test_a_remembered_approval_lets_through_a_hold_it_covers() -> None:
+    compiled = policy(rules=[rule("asked", FAIL), rule("looked_up", FAIL)], min_confidence=0.95)
+    decision = evaluate(compiled, proposal(remembered=(remembered("asked", "looked_up", "confidence"),)))
+    assert decision.status == AUTO_APPROVED
+    assert decision.remembered_approval == 1
+    assert decision.audit_flagged is False
+    cover = finding(decision, "remembered_approval")
+    assert cover["outcome"] == "pass"
+    assert cover["remembered_approval"] == 1
+    assert "lead" in cover["message"]
+    # the checks it failed are still on record
+    assert rule_outcomes(decision)["asked"] == ("fail", "review")
+
+
+def test_a_remembered_approval_covers_only_a_subset_of_what_it_accepted() -> None:
+    compiled = policy(rules=[rule("asked", FAIL), rule("looked_up", FAIL)])
+    decision = evaluate(compiled, proposal(remembered=(remembered("asked"), remembered("looked_up", ident=2))))
+    assert decision.status == NEEDS_REVIEW
+    assert decision.remembered_approval is None
+    assert "remembered_approval" not in rule_outcomes(decision)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"rules": [rule("r", FAIL, on_fail="block")]},
+        {"mode": "block"},
+        {"base_risk": 0.9, "block_min_risk": 0.8},
+    ],
+)
+def test_a_remembered_approval_never_lets_through_what_blocks(fields: dict[str, Any]) -> None:
+    everything = remembered("r", "mode", "risk", "params_schema")
+    decision = evaluate(policy(**fields), proposal(remembered=(everything,)))
+    assert decision.status == BLOCKED
+
+
+def test_a_remembered_approval_never_covers_an_error() -> None:
+    compiled = policy(rules=[rule("r", ERROR)])
+    decision = evaluate(compiled, proposal(remembered=(remembered("r", "evaluation"),)))
+    assert decision.status == NEEDS_REVIEW
+    assert decision.remembered_approval is None
+
+
+def test_remembered_approval_is_a_reserved_rule_name() -> None:
+    with pytest.raises(PolicyError):
+        policy(rules=[rule("remembered_approval", PASS)])

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals import policy
-from approvals.models import ActionType, LabelValue, ProposedAction, Verdict
+from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Verdict
 
 MAX_KEY_LENGTH = 255
 MAX_TRAJECTORY_STEPS = policy.engine.MAX_TRAJECTORY_STEPS
@@ -41,6 +41,15 @@ class StringField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class JSONBooleanField(serializers.BooleanField):
+    """A JSON true or false: "yes", 1 or "true" are mistyped fields, not something to convert."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
 
 
 class StringURLField(serializers.URLField):
@@ -97,9 +106,9 @@ class DecisionInputSerializer(serializers.Serializer):
 
 
 class OutcomeInputSerializer(serializers.Serializer):
-    executed = serializers.BooleanField()
+    executed = JSONBooleanField()
     result = serializers.JSONField(required=False, allow_null=True, default=None)
-    error = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    error = StringField(required=False, allow_blank=True, max_length=5000, default="")
 
 
 class LabelInputSerializer(serializers.Serializer):
@@ -198,3 +207,51 @@ class LabelSerializer(serializers.Serializer):
     note = serializers.CharField()
     author = serializers.CharField(source="author.username", allow_null=True)
     created_at = serializers.DateTimeField()
+
+
+def remembered_approval_representation(
+    remembered: RememberedApproval, *, applied_to: int | None = None
+) -> dict[str, Any]:
+    """A remembered approval as the API shows it; ``applied_to``: how many actions it approved
+    (counted here unless the caller annotated it)."""
+    if applied_to is None:
+        applied_to = getattr(remembered, "applied_count", None)
+    if applied_to is None:
+        applied_to = remembered.applied_to.count()
+    return {
+        "id": remembered.pk,
+        "source_action": str(remembered.source_action_id),
+        "agent": remembered.agent.name,
+        "action_type": remembered.action_type.name,
+        "session_id": remembered.session_id,
+        "failed": list(remembered.failed),
+        "reviewer": remembered.reviewer.get_username(),
+        "created_at": _iso(remembered.created_at),
+        "expires_at": _iso(remembered.expires_at),
+        "revoked_at": _iso(remembered.revoked_at),
+        "revoked_by": remembered.revoked_by.get_username() if remembered.revoked_by else None,
+        "applied_to": applied_to,
+    }
+
+
+class RememberedApprovalSerializer(serializers.Serializer):
+    """Documents a remembered approval; ``remembered_approval_representation`` produces it."""
+
+    id = serializers.IntegerField()
+    source_action = serializers.UUIDField(help_text="The action whose approval was remembered")
+    agent = serializers.CharField()
+    action_type = serializers.CharField()
+    session_id = serializers.CharField()
+    failed = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The checks it accepts: a later proposal failing only these is approved",
+    )
+    reviewer = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    revoked_by = serializers.CharField(allow_null=True)
+    applied_to = serializers.IntegerField(help_text="How many actions it auto-approved")
+
+    def to_representation(self, instance: RememberedApproval) -> dict[str, Any]:
+        return remembered_approval_representation(instance)

@@ -7,8 +7,11 @@ from typing import Any
 from uuid import UUID
 
 import django_filters
+import django_filters.rest_framework
 from django.conf import settings
+from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -34,9 +37,11 @@ from approvals.api.serializers import (
     LabelSerializer,
     OutcomeInputSerializer,
     ProposeSerializer,
+    RememberedApprovalSerializer,
     action_representation,
+    remembered_approval_representation,
 )
-from approvals.models import Agent, ProposedAction, Status
+from approvals.models import Agent, ProposedAction, RememberedApproval, Status
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
 WAIT = OpenApiParameter("wait", OpenApiTypes.NUMBER, description="Seconds to hold the response (0-30)")
@@ -179,7 +184,7 @@ class ActionDecisionView(APIView):
     @extend_schema(
         request=DecisionInputSerializer,
         responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
-        summary="Approve or reject a held action",
+        summary="Approve or reject a held action; an approval may be remembered for the session (remember_minutes)",
     )
     def post(self, request: Request, action_id: UUID) -> Response:
         serializer = DecisionInputSerializer(data=request.data)
@@ -229,6 +234,60 @@ class ReviewQueueView(generics.ListAPIView):
 
     def get_queryset(self) -> Any:
         return selectors.review_queue()
+
+
+def remembered_approvals_queryset() -> QuerySet[RememberedApproval]:
+    return (
+        RememberedApproval.objects.select_related("agent", "action_type", "reviewer", "revoked_by")
+        .annotate(applied_count=Count("applied_to"))
+        .order_by("-created_at", "-pk")
+    )
+
+
+class RememberedApprovalFilter(django_filters.FilterSet):
+    active = django_filters.rest_framework.BooleanFilter(
+        method="filter_active", label="1: only those still approving (not revoked, not expired); 0: the others"
+    )
+    action_type = django_filters.CharFilter(field_name="action_type__name")
+    agent = django_filters.CharFilter(field_name="agent__name")
+    session_id = django_filters.CharFilter()
+
+    class Meta:
+        model = RememberedApproval
+        fields = ["active", "action_type", "agent", "session_id"]
+
+    def filter_active(
+        self, queryset: QuerySet[RememberedApproval], name: str, value: bool | None
+    ) -> QuerySet[RememberedApproval]:
+        if value is None:
+            return queryset
+        active = Q(revoked_at__isnull=True, expires_at__gt=timezone.now())
+        return queryset.filter(active) if value else queryset.exclude(active)
+
+
+class RememberedApprovalListView(generics.ListAPIView):
+    """Reviewers' approvals extended to similar actions of the same session, newest first."""
+
+    permission_classes = [IsReviewer]
+    serializer_class = RememberedApprovalSerializer
+    filterset_class = RememberedApprovalFilter
+
+    def get_queryset(self) -> QuerySet[RememberedApproval]:
+        return remembered_approvals_queryset()
+
+
+class RememberedApprovalRevokeView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        request=None,
+        responses={200: RememberedApprovalSerializer, 401: ERROR, 403: ERROR, 404: ERROR},
+        summary="Revoke a remembered approval: it approves nothing more (what it approved stays approved)",
+    )
+    def post(self, request: Request, remembered_id: int) -> Response:
+        remembered = get_object_or_404(RememberedApproval.objects.only("pk"), pk=remembered_id)
+        services.remembered_approval_revoke(remembered=remembered, user=request_reviewer(request))
+        return Response(remembered_approval_representation(remembered_approvals_queryset().get(pk=remembered_id)))
 
 
 class EvaluationSummaryView(APIView):

@@ -2,7 +2,8 @@
 
 Every call of a state-changing tool and every ``transfer_to_human_agents`` in a run becomes one
 proposal: the tool is the action type, its arguments are the params, and the trajectory is the
-run's chat messages before that call. Labels follow the data's README
+run's chat messages before that call. Its context holds the world's clock (``world_time``) and the
+run as the agent's session (``session_id`` = ``<task>-<trial>``). Labels follow the data's README
 (``/work/shared/eval/tau-bench-airline/README.md``):
 
 - ``rejected_by_env``: the tool answered with a text starting ``Error``;
@@ -159,6 +160,15 @@ def label_for(call: Call, ground_truth: list[dict[str, Any]]) -> str:
     return "unsafe"
 
 
+def session_id(run: dict[str, Any]) -> str:
+    """One agent session per run: ``<task>-<trial>`` (the pair is unique among the runs).
+
+    The gate reads ``context.session_id`` only to extend a reviewer's remembered approval to later
+    proposals of the same session; the policy's rules do not read it.
+    """
+    return f"{run['task_id']}-{run['trial']}"
+
+
 def convert_run(run: dict[str, Any]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = run["traj"]
     ground_truth: list[dict[str, Any]] = run["info"]["task"]["actions"]
@@ -173,7 +183,7 @@ def convert_run(run: dict[str, Any]) -> list[dict[str, Any]]:
                 "action_type": call.name,
                 "params": call.arguments,
                 "trajectory": {"format": "openai", "messages": messages_before(messages, call, calls)},
-                "context": {"world_time": WORLD_TIME},
+                "context": {"world_time": WORLD_TIME, "session_id": session_id(run)},
                 "agent": dict(AGENT),
                 "label": label_for(call, ground_truth),
             }

@@ -65,6 +65,33 @@
     });
   }
 
+  // --- detail: "apply to similar actions in this session" ----------------------------------------
+  // The explanation's "until" follows the chosen window, on the server's clock (as rendered, plus
+  // the time since), so that a skewed client clock does not show a wrong time.
+  const remember = document.getElementById("remember");
+  if (remember) {
+    const check = document.getElementById("remember-check");
+    const minutes = document.getElementById("remember-minutes");
+    const until = document.getElementById("remember-until");
+    const serverNow = parseInt(until.dataset.now, 10) * 1000;
+    const loadedAt = Date.now();
+    const pad = (n) => String(n).padStart(2, "0");
+    function showUntil() {
+      const at = new Date(serverNow + (Date.now() - loadedAt) + parseInt(minutes.value, 10) * 60000);
+      until.dateTime = at.toISOString();
+      until.textContent =
+        `${at.getUTCFullYear()}-${pad(at.getUTCMonth() + 1)}-${pad(at.getUTCDate())} ` +
+        `${pad(at.getUTCHours())}:${pad(at.getUTCMinutes())} UTC`;
+      remember.classList.toggle("on", check.checked);
+    }
+    minutes.addEventListener("change", () => {
+      check.checked = true;
+      showUntil();
+    });
+    check.addEventListener("change", showUntil);
+    window.setInterval(showUntil, 30000);
+  }
+
   // --- live updates ------------------------------------------------------------------------------
   const live = document.getElementById("live");
   function showLive(state, text) {

@@ -47,6 +47,14 @@ class Command(BaseCommand):
         parser.add_argument("--now", help="the evaluation time (ISO 8601); default: the real time")
         parser.add_argument("--json", action="store_true", help="print the figures as JSON")
         parser.add_argument("--details", action="store_true", help="list every action with its failing findings")
+        parser.add_argument(
+            "--remember-approvals",
+            type=int,
+            metavar="MINUTES",
+            help="also simulate reviewers who approve every held safe-labelled proposal with 'apply to similar "
+            "actions in this session' for MINUTES of context.world_time (for the rest of the file without one), "
+            "and print what that would auto-approve",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         policies = self._policies(options["policy"])
@@ -57,7 +65,12 @@ class Command(BaseCommand):
                 raise CommandError("--now must be an ISO 8601 date-time with an offset")
             now = parsed
         safe_labels = frozenset(label.strip() for label in options["safe_labels"].split(",") if label.strip())
-        result = replay(read_jsonl(options["file"]), policies, now=now)
+        remember = options["remember_approvals"]
+        if remember is not None and remember < 1:
+            raise CommandError("--remember-approvals must be a number of minutes, at least 1")
+        result = replay(
+            read_jsonl(options["file"]), policies, now=now, remember_minutes=remember, safe_labels=safe_labels
+        )
         figures = result.figures(safe_labels)
         if options["json"]:
             self.stdout.write(json.dumps(figures, indent=2))
@@ -66,8 +79,10 @@ class Command(BaseCommand):
             for name, type_figures in figures["per_action_type"].items():
                 self._print_table(name, type_figures)
         if options["details"]:
-            for line, decision in result.decisions:
+            for index, (line, decision) in enumerate(result.decisions):
                 failed = [f"{f['rule']}:{f['outcome']}" for f in decision.findings if f["outcome"] != "pass"]
+                if index in result.covered_by:
+                    failed.append(f"remembered_approval:{result.covered_by[index]}")
                 self.stdout.write(
                     f"{line.get('id', '-')}\t{line.get('label', '-')}\t{decision.status}\t{' '.join(failed)}"
                 )
@@ -95,3 +110,14 @@ class Command(BaseCommand):
         rate = figures["safe_automation_rate"]
         self.stdout.write(f"  safe_automation_rate: {'n/a' if rate is None else f'{rate:.2%}'}")
         self.stdout.write(f"  unsafe_auto_approved: {figures['unsafe_auto_approved']}")
+        remembered = figures.get("remembered_approvals")
+        if remembered is None:
+            return
+        covered = ", ".join(f"{label} {count}" for label, count in remembered["covered_by_label"].items())
+        rate = remembered["safe_automation_rate"]
+        self.stdout.write(
+            f"  with remembered approvals ({remembered['minutes']} min, {remembered['approvals_remembered']} "
+            f"remembered): covered {remembered['covered']} held" + (f" ({covered})" if covered else "")
+        )
+        self.stdout.write(f"    safe_automation_rate: {'n/a' if rate is None else f'{rate:.2%}'}")
+        self.stdout.write(f"    unsafe_auto_approved: {remembered['unsafe_auto_approved']}")

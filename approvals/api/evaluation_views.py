@@ -1,0 +1,229 @@
+"""The evaluation API: figures, per-agent activity, threshold sweeps, rule health and exports.
+
+Reads only, for reviewers; applying a sweep's thresholds is for admins.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals import evaluation, policy, services
+from approvals.api.permissions import IsReviewer
+from approvals.api.serializers import NumberField
+from approvals.models import ActionType, Agent
+
+ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
+SINCE = OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO date or date-time (inclusive)")
+UNTIL = OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO date or date-time (exclusive)")
+ACTION_TYPE = OpenApiParameter("action_type", OpenApiTypes.STR)
+REQUIRED_ACTION_TYPE = OpenApiParameter("action_type", OpenApiTypes.STR, required=True)
+CHANGE_ACTION_TYPE = "approvals.change_actiontype"
+
+
+def parse_moment(request: Request, name: str) -> datetime | None:
+    """An ISO date-time (naive ones in the current time zone) or date (its midnight), or None."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:
+        moment = None
+    if moment is None:
+        try:
+            day = parse_date(raw)
+        except ValueError:
+            day = None
+        if day is not None:
+            moment = datetime(day.year, day.month, day.day)
+    if moment is None:
+        raise ValidationError({name: ["Must be an ISO 8601 date or date-time."]})
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def period(request: Request) -> dict[str, datetime | None]:
+    since, until = parse_moment(request, "since"), parse_moment(request, "until")
+    if since and until and since >= until:
+        raise ValidationError({"until": ["Must be later than since."]})
+    return {"since": since, "until": until}
+
+
+def required_action_type(request: Request) -> str:
+    name = request.query_params.get("action_type")
+    if not name:
+        raise ValidationError({"action_type": ["This query parameter is required."]})
+    if not ActionType.objects.filter(name=name).exists():
+        raise NotFound(f"No action type named {name!r}.")
+    return name
+
+
+class EvaluationFiguresView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(evaluation.GROUP_BY)),
+            ACTION_TYPE,
+            OpenApiParameter("agent", OpenApiTypes.STR),
+            SINCE,
+            UNTIL,
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR},
+        summary="Evaluation figures, overall and per group",
+    )
+    def get(self, request: Request) -> Response:
+        group_by = request.query_params.get("group_by") or None
+        if group_by is not None and group_by not in evaluation.GROUP_BY:
+            raise ValidationError({"group_by": [f"Must be one of: {', '.join(evaluation.GROUP_BY)}."]})
+        return Response(
+            evaluation.evaluation_figures(
+                group_by=group_by,
+                action_type=request.query_params.get("action_type") or None,
+                agent=request.query_params.get("agent") or None,
+                **period(request),
+            )
+        )
+
+
+class EvaluationAgentsView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[SINCE, UNTIL],
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR},
+        summary="Per-agent activity, agents busy without progress first",
+    )
+    def get(self, request: Request) -> Response:
+        moments = period(request)
+        return Response({"agents": evaluation.agent_activity(since=moments["since"], until=moments["until"])})
+
+
+class EvaluationSweepView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[REQUIRED_ACTION_TYPE],
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
+        summary="Threshold sweep over the type's labelled history, with a recommendation",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(evaluation.threshold_sweep(required_action_type(request)))
+
+
+class EvaluationRulesView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[REQUIRED_ACTION_TYPE],
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 404: ERROR},
+        summary="How each check of a type fares against the ground truth",
+    )
+    def get(self, request: Request) -> Response:
+        name = required_action_type(request)
+        return Response({"action_type": name, "rules": evaluation.rule_health(name)})
+
+
+def _export_filters(request: Request) -> dict[str, Any]:
+    return {"action_type": request.query_params.get("action_type") or None, **period(request)}
+
+
+def _attachment(content: Iterator[str], *, content_type: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class EvaluationExportJSONLView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[ACTION_TYPE, SINCE, UNTIL],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, 400: ERROR, 401: ERROR, 403: ERROR},
+        summary="Actions with ground truth as JSONL for manage.py replay",
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        rows = evaluation.labelled_export_rows(**_export_filters(request))
+        lines = (json.dumps(row, separators=(",", ":"), default=str) + "\n" for row in rows)
+        return _attachment(lines, content_type="application/x-ndjson", filename="labelled.jsonl")
+
+
+class _Echo:
+    """A file-like object for csv.writer that hands back each line instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+class EvaluationExportCSVView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[ACTION_TYPE, SINCE, UNTIL],
+        responses={(200, "text/csv"): OpenApiTypes.STR, 400: ERROR, 401: ERROR, 403: ERROR},
+        summary="Actions with ground truth as CSV",
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        writer = csv.writer(_Echo())
+        rows = evaluation.labelled_csv_rows(**_export_filters(request))
+        return _attachment(
+            (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8", filename="labelled.csv"
+        )
+
+
+class CanChangePolicies(BasePermission):
+    message = "Admins only: this needs the approvals.change_actiontype permission."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return (
+            user is not None
+            and not isinstance(user, Agent)
+            and user.is_authenticated
+            and (user.is_superuser or user.has_perm(CHANGE_ACTION_TYPE))
+        )
+
+
+class ApplyThresholdsSerializer(serializers.Serializer):
+    action_type = serializers.SlugRelatedField(slug_field="name", queryset=ActionType.objects.all())
+    auto_approve_max_risk = NumberField(min_value=0.0, max_value=1.0)
+    max_auto_amount = NumberField(allow_null=True, required=False, default=None, min_value=0.0)
+
+
+class EvaluationSweepApplyView(APIView):
+    permission_classes = [CanChangePolicies]
+
+    @extend_schema(
+        request=ApplyThresholdsSerializer,
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR},
+        summary="Apply thresholds (a sweep's recommendation) as a new policy version",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ApplyThresholdsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        try:
+            version = services.action_type_apply_thresholds(
+                action_type=values["action_type"],
+                auto_approve_max_risk=values["auto_approve_max_risk"],
+                max_auto_amount=values["max_auto_amount"],
+                actor=services.actor_of_user(request.user),  # type: ignore[arg-type]
+            )
+        except policy.PolicyError as exc:
+            raise ValidationError({"detail": exc.errors}) from exc
+        return Response({"policy_version": version})

@@ -1,0 +1,409 @@
+"""The evaluation dashboard (/evaluation/) and the what-if pages (/evaluation/whatif/).
+
+The pages are rendered on the server from the same functions the evaluation API serves
+(approvals.evaluation), so they are complete without JavaScript; evaluation.js draws the charts
+from the figures embedded with ``json_script`` (data, not script: the CSP allows it) and polls a
+running what-if.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from approvals import evaluation, policy, selectors, services
+from approvals.models import ActionType, Agent, Mode, Status, WhatIfRun
+from approvals.views import reviewer_required
+
+ADMIN_PERMISSION = "approvals.change_actiontype"
+WINDOWS: dict[str, tuple[str, timedelta | None]] = {
+    "24h": ("24 h", timedelta(hours=24)),
+    "7d": ("7 days", timedelta(days=7)),
+    "30d": ("30 days", timedelta(days=30)),
+    "all": ("all time", None),
+}
+DEFAULT_WINDOW = "30d"
+# What a person had to look at: everything the policy held, however it ended.
+HELD_STATUSES = (Status.NEEDS_REVIEW, Status.APPROVED, Status.REJECTED, Status.EXPIRED)
+NONE = "\u2013"  # an en dash: no figure (nothing to divide by)
+
+
+def admin_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Policy changes: superusers and whoever may change action types; others get 403."""
+    return login_required(permission_required(ADMIN_PERMISSION, raise_exception=True)(view))
+
+
+def _may_change_policy(request: HttpRequest) -> bool:
+    return request.user.has_perm(ADMIN_PERMISSION)
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return NONE if value is None else f"{value * 100:.{digits}f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return NONE
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _held(figures: dict[str, Any]) -> int:
+    """Held for a person, however it ended (evaluation_figures counts it into held_share)."""
+    share, evaluated = figures.get("held_share"), figures.get("evaluated")
+    if share is not None and evaluated:
+        return round(share * evaluated)
+    by_status = figures.get("by_status") or {}
+    return sum(int(by_status.get(status, 0)) for status in HELD_STATUSES)
+
+
+def audit_sentence(audit: dict[str, Any] | None) -> str:
+    """The audit sample's bound, in words a reviewer can repeat."""
+    if not audit or not audit.get("labelled"):
+        return "No audited auto-approvals yet: nothing can be said about the unsafe rate."
+    bound = audit.get("unsafe_rate_upper_95")
+    return (
+        f"≤ {pct(bound)} unsafe ({evaluation.BOUND} upper bound from {audit['labelled']} audited, "
+        f"{audit.get('unsafe', 0)} unsafe)"
+    )
+
+
+def _row(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """One line of a per-type or per-day table, formatted."""
+    ttd = figures.get("time_to_decision_seconds") or {}
+    by_status = figures.get("by_status") or {}
+    return {
+        "name": name,
+        "total": figures.get("total", 0),
+        "auto_approved": by_status.get(Status.AUTO_APPROVED, 0),
+        "held": _held(figures),
+        "blocked": by_status.get(Status.BLOCKED, 0),
+        "pending": by_status.get(Status.PENDING, 0),
+        "automation_rate": pct(figures.get("automation_rate")),
+        "held_share": pct(figures.get("held_share")),
+        "blocked_share": pct(figures.get("blocked_share")),
+        "reviewer_approve_rate": pct(figures.get("reviewer_approve_rate")),
+        "median": duration(ttd.get("median")),
+        "p90": duration(ttd.get("p90")),
+        "labelled": figures.get("labelled", 0),
+        "unsafe_auto_approved": figures.get("unsafe_auto_approved", 0),
+        "audit": audit_sentence(figures.get("audit")),
+    }
+
+
+# --- the dashboard --------------------------------------------------------------------------------
+
+
+def _filters(request: HttpRequest) -> dict[str, str]:
+    window = request.GET.get("window", DEFAULT_WINDOW)
+    return {
+        "window": window if window in WINDOWS else DEFAULT_WINDOW,
+        "action_type": request.GET.get("action_type", "").strip()[:100],
+        "agent": request.GET.get("agent", "").strip()[:100],
+    }
+
+
+def _since(window: str, now: datetime) -> datetime | None:
+    delta = WINDOWS[window][1]
+    return now - delta if delta else None
+
+
+def _sweep_type(request: HttpRequest, filters: dict[str, str], names: list[str]) -> str | None:
+    """The type whose thresholds the sweep tunes: the filtered one, else the one asked for, else the
+    first that the policy decides (a type always reviewed or always blocked has no thresholds)."""
+    for candidate in (filters["action_type"], request.GET.get("sweep", "")):
+        if candidate in names:
+            return candidate
+    gated = ActionType.objects.filter(mode=Mode.GATE).order_by("name").values_list("name", flat=True).first()
+    return gated or (names[0] if names else None)
+
+
+def _point_index(points: list[dict[str, Any]], risk: Any, amount: Any) -> int | None:
+    for index, point in enumerate(points):
+        if point.get("auto_approve_max_risk") == risk and point.get("max_auto_amount") == amount:
+            return index
+    return None
+
+
+def _sweep_context(sweep: dict[str, Any]) -> dict[str, Any]:
+    points = list(sweep.get("points") or [])
+    current = sweep.get("current") or {}
+    recommendation = sweep.get("recommendation")
+    current_index = _point_index(points, current.get("auto_approve_max_risk"), current.get("max_auto_amount"))
+    recommended_index = (
+        _point_index(points, recommendation.get("auto_approve_max_risk"), recommendation.get("max_auto_amount"))
+        if recommendation
+        else None
+    )
+    rows = [
+        {
+            **point,
+            "automation": pct(point.get("automation_rate")),
+            "safe_automation": pct(point.get("safe_automation_rate")),
+            "is_current": index == current_index,
+            "is_recommended": index == recommended_index,
+        }
+        for index, point in enumerate(points)
+    ]
+    # The sweep is a grid (risk x amount); drawn in its own order the automation rate zigzags.
+    # Ordered by how much each point automates, it reads as a trade-off curve: automation rises
+    # along x and the unsafe bars show where harm begins.
+    order = sorted(
+        range(len(points)), key=lambda i: (points[i].get("auto_approved", 0), points[i].get("auto_unsafe", 0))
+    )
+    chart = {
+        "labels": [_point_label(points[i]) for i in order],
+        "automation_rate": [points[i].get("automation_rate") for i in order],
+        "unsafe": [points[i].get("auto_unsafe", 0) for i in order],
+        "current": order.index(current_index) if current_index is not None else None,
+        "recommended": order.index(recommended_index) if recommended_index is not None else None,
+    }
+    bound = (
+        f"≤ {pct(recommendation['unsafe_rate_upper_95'], 2)} unsafe ({recommendation['bound']} upper bound from "
+        f"{recommendation['auto_approved']} labelled auto-approvals, {recommendation['unsafe_auto_approved']} unsafe)"
+        if recommendation
+        else ""
+    )
+    return {"rows": rows, "chart": chart, "recommendation": recommendation, "current": current, "bound": bound}
+
+
+def _point_label(point: dict[str, Any]) -> str:
+    label = f"risk ≤ {point.get('auto_approve_max_risk')}"
+    if point.get("max_auto_amount") is not None:
+        label += f", amount ≤ {point['max_auto_amount']:g}"
+    return label
+
+
+def _day_chart(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    days = sorted(groups)
+    return {
+        "labels": days,
+        "auto_approved": [groups[d]["by_status"].get(Status.AUTO_APPROVED, 0) for d in days],
+        "held": [_held(groups[d]) for d in days],
+        "blocked": [groups[d]["by_status"].get(Status.BLOCKED, 0) for d in days],
+        "automation_rate": [groups[d].get("automation_rate") for d in days],
+    }
+
+
+@reviewer_required
+def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
+    filters = _filters(request)
+    now = timezone.now()
+    scope: dict[str, Any] = {
+        "action_type": filters["action_type"] or None,
+        "agent": filters["agent"] or None,
+        "since": _since(filters["window"], now),
+        "until": None,
+    }
+    by_day_figures = evaluation.evaluation_figures(group_by="day", **scope)
+    by_day = {group["key"]: group for group in by_day_figures["groups"]}
+    by_type_figures = evaluation.evaluation_figures(group_by="action_type", **scope)
+    by_type = {group["key"]: group for group in by_type_figures["groups"]}
+    overall = by_day_figures["overall"]
+    agents = evaluation.agent_activity(since=scope["since"], until=scope["until"])
+    if filters["agent"]:
+        agents = [a for a in agents if a["agent"] == filters["agent"]]
+    names = list(ActionType.objects.order_by("name").values_list("name", flat=True))
+    sweep_type = _sweep_type(request, filters, names)
+    sweep = evaluation.threshold_sweep(sweep_type) if sweep_type else None
+    rules = evaluation.rule_health(sweep_type) if sweep_type else []
+    sweep_view = _sweep_context(sweep) if sweep else None
+    export_query = urlencode(
+        {
+            k: v
+            for k, v in {
+                "action_type": filters["action_type"],
+                "since": scope["since"].isoformat() if scope["since"] else "",
+            }.items()
+            if v
+        }
+    )
+    charts = {
+        "days": _day_chart(by_day),
+        "sweep": sweep_view["chart"] if sweep_view else None,
+        "rules": {
+            "labels": [r["rule"] for r in rules],
+            "failed_safe": [r.get("failed_safe", 0) for r in rules],
+            "failed_unsafe": [r.get("failed_unsafe", 0) for r in rules],
+        },
+    }
+    context = {
+        "filters": filters,
+        "windows": [(key, label) for key, (label, _) in WINDOWS.items()],
+        "window_label": WINDOWS[filters["window"]][0],
+        "action_types": names,
+        "agent_names": Agent.objects.order_by("name").values_list("name", flat=True),
+        "overall": _row("overall", overall),
+        "audit": overall.get("audit") or {},
+        "audit_bound": pct((overall.get("audit") or {}).get("unsafe_rate_upper_95")),
+        "type_rows": [_row(name, figures) for name, figures in sorted(by_type.items())],
+        "day_rows": [_row(day, figures) for day, figures in sorted(by_day.items())],
+        "agents": [
+            {
+                **a,
+                "held_or_blocked": pct(a.get("held_or_blocked_share")),
+                "rejected_or_unsafe": pct(a.get("rejected_or_unsafe_share")),
+                "repeated": pct(a.get("repeated_share")),
+                "success": pct(a.get("success_rate")),
+            }
+            for a in agents  # flagged agents first
+        ],
+        "busy_agents": sum(1 for a in agents if a.get("busy_without_progress")),
+        "sweep_type": sweep_type,
+        "sweep": sweep,
+        "sweep_view": sweep_view,
+        "rules": [{**r, "precision_text": pct(r.get("precision"))} for r in rules],
+        "charts": charts,
+        "export_query": export_query,
+        "may_apply": _may_change_policy(request),
+    }
+    return render(request, "approvals/evaluation.html", context)
+
+
+def _float_or_none(value: str | None) -> float | None:
+    if value is None or value.strip() in ("", "None", "null"):
+        return None
+    return float(value)
+
+
+@require_POST
+@admin_required
+def evaluation_apply(request: HttpRequest) -> HttpResponse:
+    """Apply a sweep's recommendation (the thresholds the admin saw) as a new policy version."""
+    name = request.POST.get("action_type", "")
+    action_type = get_object_or_404(ActionType, name=name)
+    back = f"{reverse('evaluation-dashboard')}?{urlencode({'sweep': name})}#sweep"
+    try:
+        risk = _float_or_none(request.POST.get("auto_approve_max_risk"))
+        amount = _float_or_none(request.POST.get("max_auto_amount"))
+        if risk is None:
+            raise ValueError("auto_approve_max_risk is required")
+    except ValueError as exc:
+        messages.error(request, f"Nothing applied: {exc}.")
+        return redirect(back)
+    try:
+        version = services.action_type_apply_thresholds(
+            action_type=action_type,
+            auto_approve_max_risk=risk,
+            max_auto_amount=amount,
+            actor=services.actor_of_user(request.user),  # type: ignore[arg-type]
+        )
+    except policy.PolicyError as exc:
+        messages.error(request, "Nothing applied: " + "; ".join(exc.errors))
+        return redirect(back)
+    amount_text = "" if amount is None else f", max_auto_amount {amount:g}"
+    messages.success(
+        request, f"{name}: auto_approve_max_risk {risk:g}{amount_text} is live as policy_version {version}."
+    )
+    return redirect(back)
+
+
+# --- what-if --------------------------------------------------------------------------------------
+
+
+def _current_policy_yaml() -> str:
+    return yaml.safe_dump(selectors.policy_document_current(), sort_keys=False, allow_unicode=True, width=120)
+
+
+@admin_required
+def whatif_new(request: HttpRequest) -> HttpResponse:
+    errors: list[str] = []
+    text = ""
+    if request.method == "POST":
+        text = request.POST.get("document", "")
+        try:
+            document = yaml.safe_load(text)  # JSON is YAML too
+        except yaml.YAMLError as exc:
+            errors = [f"Not YAML or JSON: {exc}"]
+        else:
+            try:
+                run = services.whatif_start(document=document, user=request.user)  # type: ignore[arg-type]
+            except policy.PolicyError as exc:
+                errors = exc.errors
+            else:
+                return redirect("evaluation-whatif-detail", run_id=run.pk)
+    context = {
+        "document": text or _current_policy_yaml(),
+        "errors": errors,
+        "runs": WhatIfRun.objects.select_related("created_by")[:10],
+    }
+    return render(request, "approvals/evaluation_whatif.html", context, status=400 if errors else 200)
+
+
+def _run_status(run: WhatIfRun) -> dict[str, Any]:
+    result = run.result or {}
+    return {
+        "state": run.state,
+        "processed": run.processed,
+        "total": run.total,
+        "progress": run.progress,
+        "error": run.error,
+        "result": {"summary": result.get("summary"), "examples": len(result.get("examples") or [])}
+        if run.state == WhatIfRun.State.DONE
+        else None,
+    }
+
+
+def _label_counts(changed: dict[str, int]) -> str:
+    return ", ".join(f"{n} {label}" for label, n in sorted(changed.items())) or NONE
+
+
+def _summary_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "total": summary.get("total", 0),
+        "newly_auto_approved": _label_counts(summary.get("newly_auto_approved") or {}),
+        "newly_held": _label_counts(summary.get("newly_held") or {}),
+        "newly_blocked": _label_counts(summary.get("newly_blocked") or {}),
+        "unsafe_newly_auto_approved": (summary.get("newly_auto_approved") or {}).get("unsafe", 0),
+        "automation_before": pct(summary.get("automation_rate_before")),
+        "automation_after": pct(summary.get("automation_rate_after")),
+        "unsafe_before": summary.get("unsafe_auto_approved_before", 0),
+        "unsafe_after": summary.get("unsafe_auto_approved_after", 0),
+    }
+
+
+@admin_required
+def whatif_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(WhatIfRun.objects.select_related("created_by"), pk=run_id)
+    summary = (run.result or {}).get("summary") if run.state == WhatIfRun.State.DONE else None
+    rows = []
+    if summary:
+        rows = [_summary_row("overall", summary["overall"])] + [
+            _summary_row(name, figures) for name, figures in (summary.get("per_action_type") or {}).items()
+        ]
+    context = {
+        "run": run,
+        "percent": round(run.progress * 100),
+        "rows": rows,
+        "examples": (run.result or {}).get("examples", []) if summary else [],
+        "types": [t.get("name") for t in (run.document or {}).get("action_types", []) if isinstance(t, dict)],
+        "document": json.dumps(run.document, indent=2, ensure_ascii=False),
+    }
+    return render(request, "approvals/evaluation_whatif_run.html", context)
+
+
+@admin_required
+def whatif_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(WhatIfRun, pk=run_id)
+    return JsonResponse(_run_status(run))
