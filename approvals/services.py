@@ -448,16 +448,21 @@ def action_decide(
     return action
 
 
+def _locked_action(action_id: str) -> ProposedAction | None:
+    """The action, row-locked until the transaction ends, with what its representation needs."""
+    return (
+        ProposedAction.objects.select_for_update(of=("self",))
+        .select_related("action_type", "agent")
+        .filter(pk=action_id)
+        .first()
+    )
+
+
 def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
     """A held action past its review SLA: flagged and put first in the queue, once."""
     now = now or timezone.now()
     with transaction.atomic():
-        action = (
-            ProposedAction.objects.select_for_update(of=("self",))
-            .select_related("action_type", "agent")
-            .filter(pk=action_id)
-            .first()
-        )
+        action = _locked_action(action_id)
         if (
             action is None
             or action.status != Status.NEEDS_REVIEW
@@ -485,12 +490,7 @@ def action_expire(*, action_id: str, now: datetime | None = None) -> bool:
     """A held action nobody decided in time becomes ``expired`` (never a rejection), once."""
     now = now or timezone.now()
     with transaction.atomic():
-        action = (
-            ProposedAction.objects.select_for_update(of=("self",))
-            .select_related("action_type", "agent")
-            .filter(pk=action_id)
-            .first()
-        )
+        action = _locked_action(action_id)
         if (
             action is None
             or action.status != Status.NEEDS_REVIEW
