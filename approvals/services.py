@@ -58,6 +58,12 @@ class IdempotencyConflict(ServiceError):
     code = "conflict"
 
 
+class NotPermitted(ServiceError):
+    """The caller may not do this (a disabled agent or type, a type the agent may not propose)."""
+
+    code = "forbidden"
+
+
 # --- audit --------------------------------------------------------------------------------------
 
 
@@ -227,6 +233,36 @@ def action_propose(
             raise IdempotencyConflict("this idempotency key was already used with a different request body") from None
         return existing, False
     return action, True
+
+
+def action_propose_validated(
+    *, agent: Agent, values: dict[str, Any], body: dict[str, Any]
+) -> tuple[ProposedAction, bool]:
+    """Propose from a validated proposal (the API's ProposeSerializer), checking that the agent may.
+
+    ``body`` is the proposal as sent, for the idempotency fingerprint. Raises NotPermitted.
+    """
+    action_type = values["action_type"]
+    if not agent.enabled:
+        raise NotPermitted(f"Agent {agent.name} is disabled.")
+    if not action_type.enabled:
+        raise NotPermitted(f"Action type {action_type.name} is disabled.")
+    if not agent_may_propose(agent, action_type):
+        raise NotPermitted(f"Agent {agent.name} may not propose {action_type.name} actions.")
+    trajectory = values.get("trajectory") or {"raw": None, "steps": []}
+    return action_propose(
+        agent=agent,
+        action_type=action_type,
+        params=values["params"],
+        fingerprint=request_fingerprint(body),
+        trajectory_raw=trajectory["raw"],
+        trajectory=trajectory["steps"],
+        context=values.get("context"),
+        confidence=values.get("confidence"),
+        rationale=values.get("rationale", ""),
+        idempotency_key=values.get("idempotency_key"),
+        callback_url=values.get("callback_url", ""),
+    )
 
 
 def _enqueue_evaluation_on_commit(action_id: str) -> None:

@@ -105,28 +105,10 @@ class ActionCollectionView(APIView):
         agent = request.user
         if not isinstance(agent, Agent):
             raise PermissionDenied("Only agents propose actions (Authorization: Bearer <agent token>).")
-        if not agent.enabled:
-            raise PermissionDenied("This agent is disabled.")
-        action_type = values["action_type"]
-        if not action_type.enabled:
-            raise PermissionDenied(f"Action type {action_type.name} is disabled.")
-        if not services.agent_may_propose(agent, action_type):
-            raise PermissionDenied(f"This agent may not propose {action_type.name} actions.")
-
-        trajectory = values.get("trajectory") or {"raw": None, "steps": []}
-        action, created = services.action_propose(
-            agent=agent,
-            action_type=action_type,
-            params=values["params"],
-            fingerprint=services.request_fingerprint(body),
-            trajectory_raw=trajectory["raw"],
-            trajectory=trajectory["steps"],
-            context=values.get("context"),
-            confidence=values.get("confidence"),
-            rationale=values.get("rationale", ""),
-            idempotency_key=values.get("idempotency_key"),
-            callback_url=values.get("callback_url", ""),
-        )
+        try:
+            action, created = services.action_propose_validated(agent=agent, values=values, body=body)
+        except services.NotPermitted as exc:
+            raise PermissionDenied(exc.message) from exc
         action = _held(request, action, lambda a: a.status != Status.PENDING, seconds=seconds, reload=True)
         return Response(
             action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -192,27 +192,10 @@ class Command(BaseCommand):
             if not isinstance(agent_name, str) or not agent_name:
                 agent_name = DEFAULT_AGENT
         agent = self._agent(agent_name, agents)
-        action_type = values["action_type"]
-        if not agent.enabled:
-            raise LineError(f"agent {agent.name} is disabled")
-        if not action_type.enabled:
-            raise LineError(f"action type {action_type.name} is disabled")
-        if not services.agent_may_propose(agent, action_type):
-            raise LineError(f"agent {agent.name} may not propose {action_type.name} actions")
-        trajectory = values.get("trajectory") or {"raw": None, "steps": []}
         try:
-            action, created = services.action_propose(
-                agent=agent,
-                action_type=action_type,
-                params=values["params"],
-                fingerprint=services.request_fingerprint(body),
-                trajectory_raw=trajectory["raw"],
-                trajectory=trajectory["steps"],
-                context=values.get("context"),
-                confidence=values.get("confidence"),
-                rationale=values.get("rationale", ""),
-                idempotency_key=str(key),
-            )
+            action, created = services.action_propose_validated(agent=agent, values=values, body=body)
+        except services.NotPermitted as exc:
+            raise LineError(exc.message) from exc
         except services.IdempotencyConflict as exc:
             raise LineError(f"id {key!r} was already imported for agent {agent.name} with other content") from exc
         # Synchronously, under the current policy; a no-op when it was evaluated already.
