@@ -1,0 +1,87 @@
+"""What can go wrong, as types an agent can catch and explain to its model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gate_client.action import Action
+
+
+class GateError(Exception):
+    """The gate answered with an error, or could not be reached after the retries."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+
+
+class AuthenticationError(GateError):
+    """401: the token is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(GateError):
+    """403: a disabled agent or action type, or a type this agent may not propose."""
+
+
+class NotFoundError(GateError):
+    """404: no such action (or another agent's)."""
+
+
+class ConflictError(GateError):
+    """409: the action's state does not allow this, or an idempotency key reused with another body."""
+
+
+class InvalidRequestError(GateError):
+    """400: the request is malformed; ``body`` holds the field errors."""
+
+
+class RateLimitedError(GateError):
+    """429 after the retries: ``retry_after`` seconds, when the gate said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class NotApproved(GateError):
+    """The gate did not let the action through. ``reason`` says why, in words a model can use."""
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+        self.status = action.status
+        self.reason = action.reason
+        super().__init__(f"{action.action_type} {action.id} was {action.status}: {self.reason}")
+
+
+class ActionRejected(NotApproved):
+    """A reviewer rejected it; ``reason`` is the reviewer's."""
+
+
+class ActionBlocked(NotApproved):
+    """The policy refused it (invalid params, a block rule, block-level risk)."""
+
+
+class ActionExpired(NotApproved):
+    """Nobody decided in time. Not a rejection: nobody said no, and nobody said yes."""
+
+
+class ActionCancelled(NotApproved):
+    """The agent withdrew it (for example after an approval timeout)."""
+
+
+class ApprovalTimeout(GateError):
+    """The caller stopped waiting while the action was still undecided (pending or needs_review).
+
+    This is not a denial: the action may still be approved later. ``cancelled`` tells whether the
+    client withdrew it (the decorator does by default), so that a late approval cannot be acted on.
+    """
+
+    def __init__(self, action: Action, waited: float, *, cancelled: bool = False) -> None:
+        self.action = action
+        self.waited = waited
+        self.cancelled = cancelled
+        then = " and withdrew it" if cancelled else "; it may still be decided"
+        super().__init__(f"{action.action_type} {action.id} still {action.status} after {waited:.0f}s{then}")
