@@ -64,6 +64,24 @@ def address_is_public(address: str) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local or ip.is_loopback)
 
 
+def literal_target_refusal(url: str) -> str | None:
+    """Why a callback URL is refused on its face (an IP literal or ``localhost`` that may not be
+    called), without resolving anything; None when only delivery can tell."""
+    host = (urlsplit(url).hostname or "").lower()
+    if settings.GATE_WEBHOOK_ALLOW_PRIVATE or host in _allowed_hosts():
+        return None
+    try:
+        private = not address_is_public(host)
+    except ValueError:  # a name, not an address
+        private = host == "localhost" or host.endswith(".localhost")
+    if private:
+        return (
+            f"{host} is a private, loopback or reserved address; webhooks to it are refused unless "
+            "GATE_WEBHOOK_ALLOW_PRIVATE=1 or the host is in GATE_WEBHOOK_ALLOWED_HOSTS"
+        )
+    return None
+
+
 def resolve_target(url: str) -> tuple[str, list[str], int]:
     """(host, the addresses to connect to, port) for a callback URL, or WebhookRefused.
 

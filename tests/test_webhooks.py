@@ -260,3 +260,42 @@ def test_a_real_worker_retries_a_failing_receiver_until_it_answers(celery_worker
         assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("delivered", 3, 200)
     finally:
         server.close()
+
+
+# --- at the door: a callback URL that names a private address outright ---------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.1/hook", "http://127.0.0.1:8080/hook", "http://[::1]/hook", "http://169.254.169.254/"]
+)
+def test_a_literal_private_callback_is_refused_when_proposed(policy_v1: int, agent_client: Any, url: str) -> None:
+    _connects.clear()
+    _recording.set()
+    try:
+        response = agent_client.post(
+            "/api/v1/actions",
+            {"action_type": "refund", "params": {"order_id": "A-1", "amount": 1}, "callback_url": url},
+            format="json",
+        )
+    finally:
+        _recording.clear()
+    assert response.status_code == 400
+    assert "GATE_WEBHOOK_ALLOW_PRIVATE" in response.json()["callback_url"][0]
+    assert not ProposedAction.objects.exists()
+    assert _connects == []
+
+
+@pytest.mark.django_db
+def test_the_door_lets_through_allowed_and_public_targets(policy_v1: int, agent_client: Any) -> None:
+    def propose_with(url: str) -> int:
+        body = {"action_type": "refund", "params": {"order_id": "A-1", "amount": 1}, "callback_url": url}
+        return int(agent_client.post("/api/v1/actions", body, format="json").status_code)
+
+    # names are resolved only when delivering; nothing here runs the on-commit delivery
+    assert propose_with("https://agent.example/hooks/gate") == 201
+    assert propose_with("http://localhost:9/hooks") == 201  # allow-listed in the test settings
+    with override_settings(GATE_WEBHOOK_ALLOWED_HOSTS=[]):
+        assert propose_with("http://localhost:9/other") == 400
+    with override_settings(GATE_WEBHOOK_ALLOW_PRIVATE=True):
+        assert propose_with("http://10.0.0.1/hooks") == 201

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals import policy
+from approvals import policy, webhooks
 from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Verdict
 
 MAX_KEY_LENGTH = 255
@@ -59,6 +59,17 @@ class StringURLField(serializers.URLField):
         return super().to_internal_value(data)
 
 
+class CallbackURLField(StringURLField):
+    """A webhook target: refused at the door when it names a private address outright (contract
+    §1); a name that resolves to one is refused when delivering (approvals.webhooks)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        url = super().to_internal_value(data)
+        if url and (reason := webhooks.literal_target_refusal(url)):
+            raise serializers.ValidationError(reason)
+        return url
+
+
 @extend_schema_field({"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]})
 class TrajectoryField(serializers.Field):
     """Native steps, or {"format": "openai", "messages": [...]}; validated by normalising it."""
@@ -88,7 +99,7 @@ class ProposeSerializer(serializers.Serializer):
     rationale = StringField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
     context = JSONObjectField(required=False)  # type: ignore[assignment]  # the metaclass pops declared fields
     trajectory = TrajectoryField(required=False, allow_null=True)
-    callback_url = StringURLField(required=False, allow_blank=True, max_length=2000)
+    callback_url = CallbackURLField(required=False, allow_blank=True, max_length=2000)
 
 
 class DecisionInputSerializer(serializers.Serializer):
@@ -144,6 +155,18 @@ def action_representation(action: ProposedAction) -> dict[str, Any]:
             "reason": decision.reason,
             "at": decision.created_at.isoformat().replace("+00:00", "Z"),
         },
+        # Ground truth from people, newest first: with the decision's reason, what an agent can
+        # tell its model about why a call was refused or judged afterwards.
+        "labels": [
+            {
+                "label": label.label,
+                "tags": label.tags,
+                "note": label.note,
+                "by": label.author.get_username() if label.author else None,
+                "at": _iso(label.created_at),
+            }
+            for label in action.labels.all()
+        ],
         "policy_version": action.policy_version,
         "remembered_approval": action.remembered_approval_id,
         "outcome": None
@@ -186,6 +209,7 @@ class ActionSerializer(serializers.Serializer):
     findings = serializers.ListField(child=serializers.DictField())
     decision = serializers.DictField(allow_null=True)
     policy_version = serializers.IntegerField(allow_null=True)
+    labels = serializers.ListField(child=serializers.DictField())
     remembered_approval = serializers.IntegerField(allow_null=True)
     outcome = serializers.DictField(allow_null=True)
     audit_flagged = serializers.BooleanField()

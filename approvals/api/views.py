@@ -215,7 +215,7 @@ class ReviewQueueView(generics.ListAPIView):
     filterset_class = QueueFilter
 
     def get_queryset(self) -> Any:
-        return selectors.review_queue()
+        return selectors.review_queue().prefetch_related("labels__author")
 
 
 def remembered_approvals_queryset() -> QuerySet[RememberedApproval]:
