@@ -25,6 +25,7 @@ from approvals.models import (
     ProposedAction,
     RememberedApproval,
     Rule,
+    WebhookDelivery,
     WhatIfRun,
 )
 
@@ -219,3 +220,36 @@ class RememberedApprovalAdmin(ReadOnlyAdmin):
             services.remembered_approval_revoke(remembered=remembered, user=request.user)  # type: ignore[arg-type]
             revoked += 1
         messages.success(request, f"Revoked {revoked} remembered approval{'' if revoked == 1 else 's'}.")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """Deliveries and their failures; redelivering sends the same signed body again (a new row)."""
+
+    list_display = ["id", "event", "action", "url", "state", "attempts", "last_status_code", "last_error", "created_at"]
+    list_filter = ["state", "event"]
+    search_fields = ["url", "action__id"]
+    readonly_fields = [
+        "action",
+        "event",
+        "url",
+        "state",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "delivered_at",
+        "body",
+    ]
+    actions = ["redeliver"]
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("approvals.change_webhookdelivery")
+
+    @admin.action(description="Redeliver the selected webhooks", permissions=["redeliver"])
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        deliveries = list(queryset.select_related("action"))
+        for delivery in deliveries:
+            services.webhook_redeliver(delivery=delivery, actor=f"user:{request.user.get_username()}")
+        count = len(deliveries)
+        messages.success(request, f"Queued {count} redeliver{'y' if count == 1 else 'ies'}.")

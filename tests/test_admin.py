@@ -92,3 +92,39 @@ def test_admin_cannot_edit_statuses_or_add_agents(admin_client: Client) -> None:
     assert admin_client.get("/admin/approvals/proposedaction/add/").status_code == 403
     assert admin_client.get("/admin/approvals/agent/add/").status_code == 403
     assert admin_client.get("/admin/approvals/auditevent/add/").status_code == 403
+
+
+def test_webhook_failures_are_listed_and_can_be_redelivered(admin_client: Client, policy_v1: int) -> None:
+    from approvals import services
+    from approvals.models import ActionType, AuditEvent, WebhookDelivery
+    from tests.factories import AgentFactory
+
+    agent = AgentFactory()
+    action, _ = services.action_propose(
+        agent=agent,
+        action_type=ActionType.objects.get(name="refund"),
+        params={"order_id": "A-1", "amount": 1},
+        fingerprint="f",
+        callback_url="http://localhost:9/hooks",
+    )
+    failed = WebhookDelivery.objects.create(
+        action=action,
+        event="action.evaluated",
+        url=action.callback_url,
+        body="{}",
+        state="failed",
+        last_error="HTTP 500",
+    )
+    listing = admin_client.get("/admin/approvals/webhookdelivery/?state__exact=failed")
+    assert listing.status_code == 200
+    assert "HTTP 500" in listing.content.decode()
+
+    response = admin_client.post(
+        "/admin/approvals/webhookdelivery/",
+        {"action": "redeliver", "_selected_action": [failed.pk]},
+        follow=True,
+    )
+    assert "Queued 1 redelivery." in response.content.decode()
+    again = WebhookDelivery.objects.exclude(pk=failed.pk).get()
+    assert (again.body, again.event, again.url) == ("{}", "action.evaluated", failed.url)
+    assert AuditEvent.objects.filter(action=action, event="webhook_redelivered", actor="user:root").count() == 1
