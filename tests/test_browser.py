@@ -140,3 +140,59 @@ def shot(page: Any, tmp_path: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
     assert shutil.disk_usage(folder).free > 0
+
+
+def _in_thread(work: Any) -> None:
+    """ORM work while Playwright's loop runs in this thread: done in a thread of its own."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not errors, errors
+
+
+def test_escalation_and_expiry_reach_the_open_queue_live(
+    asgi_server: str, people: dict[str, Any], chromium: Any, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals.models import ProposedAction
+
+    agent = people["agent"]
+    page = log_in(chromium, asgi_server, "cleo")
+    ids = []
+    for amount in (500, 600):
+        response = httpx.post(
+            f"{asgi_server}/api/v1/actions?wait=10",
+            json={"action_type": "refund", "params": {"order_id": "A-1", "amount": amount}, "trajectory": LOOKED_UP},
+            headers={"Authorization": f"Bearer {agent.token}"},
+            timeout=20,
+        )
+        assert response.json()["status"] == "needs_review"
+        ids.append(response.json()["id"])
+    late, expiring = ids
+    for action_id in ids:
+        page.wait_for_selector(f'#queue tr.row[data-id="{action_id}"]', timeout=15000)
+
+    def breach_deadlines() -> None:
+        past = timezone.now() - timedelta(seconds=1)
+        ProposedAction.objects.filter(pk=late).update(sla_deadline=past)
+        ProposedAction.objects.filter(pk=expiring).update(expires_at=past)
+        assert services.actions_enforce_deadlines() == {"expired": 1, "escalated": 1}
+
+    _in_thread(breach_deadlines)
+    page.wait_for_selector(f'#queue tr.row.escalated[data-id="{late}"] .badge-escalated', timeout=15000)
+    page.wait_for_selector(f'#queue tr.row[data-id="{expiring}"]', state="detached", timeout=15000)
+    assert page.locator("#queue tbody tr.row").first.get_attribute("data-id") == late
+    shot(page, tmp_path, "escalated")

@@ -152,6 +152,11 @@
     else if (message.event === "claimed" && message.claimed_by) {
       const row = rowOf(message.action_id);
       if (row) showClaim(row, message.claimed_by);
+    } else if (message.event === "escalated") {
+      // Past its review SLA: escalated items come first in the queue; show it there, flagged.
+      if (rowOf(message.action_id)) removeRow(message.action_id);
+      else setCount(-1); // it is already counted, on another page of the queue
+      addRow(message.action_id);
     }
   }
 
