@@ -65,7 +65,11 @@ def test_requirements_are_pinned() -> None:
     for name in ("requirements.txt", "requirements-dev.txt"):
         for line in (ROOT / name).read_text().splitlines():
             line = line.split("#")[0].strip()
-            if line and not line.startswith("-r"):
+            if line.startswith("-e ./"):  # a package of this repository, versioned with it
+                path = (ROOT / line.removeprefix("-e ")).resolve()
+                assert path.is_relative_to(ROOT), f"{name}: {line} is outside the repository"
+                assert (path / "pyproject.toml").is_file(), f"{name}: {line} is not a package"
+            elif line and not line.startswith("-r"):
                 assert re.match(r"^[A-Za-z0-9_.\-\[\],]+==[0-9][^ ]*$", line), f"{name}: {line} is not pinned"
 
 
