@@ -9,55 +9,26 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gate_client
 import httpx
 import pytest
-from rest_framework.authtoken.models import Token
 
-from approvals import services, webhooks
+from approvals import webhooks
 from approvals.models import AuditEvent, ProposedAction
-from tests.conftest import LOOKED_UP, ROOT, TEST_POLICY
-from tests.factories import AgentFactory, ReviewerFactory
+from tests.agents_stack import Stack
+from tests.conftest import LOOKED_UP, ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 
-class Stack:
-    def __init__(self, base_url: str) -> None:
-        services.policies_import(document=TEST_POLICY, actor="test")
-        self.base_url = base_url
-        self.agent = AgentFactory()
-        reviewer = ReviewerFactory(username="lead")
-        self.reviewer = httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Token {Token.objects.create(user=reviewer).key}"}
-        )
-        self.gate = gate_client.Gate(base_url, self.agent.token, timeout=10)
-
-    def decide(self, action_id: str, verdict: str, reason: str = "") -> None:
-        response = self.reviewer.post(
-            f"/api/v1/actions/{action_id}/decision", json={"verdict": verdict, "reason": reason}
-        )
-        assert response.status_code == 200, response.text
-
-    def held_action_id(self, seconds: float = 20) -> str:
-        """The id of the first action that reaches needs_review."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            queue = self.reviewer.get("/api/v1/review/queue").json()["results"]
-            if queue:
-                return str(queue[0]["id"])
-            time.sleep(0.05)
-        raise AssertionError("nothing was held for review")
-
-
 @pytest.fixture
-def stack(asgi_server: str) -> Any:
+def stack(asgi_server: str) -> Iterator[Stack]:
     stack = Stack(asgi_server)
     yield stack
-    stack.gate.close()
-    stack.reviewer.close()
+    stack.close()
 
 
 def in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:

@@ -4,78 +4,35 @@ scripted; LangGraph, its interrupt and checkpointer are real."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import gate_client
-import httpx
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from rest_framework.authtoken.models import Token
 
-from approvals import services
 from approvals.models import ProposedAction
-from tests.conftest import ROOT, TEST_POLICY
-from tests.factories import AgentFactory, ReviewerFactory
+from tests.agents_stack import Stack, load_example
+from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 EXAMPLE = ROOT / "examples" / "agents" / "langgraph_agent.py"
 
 
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("langgraph_agent_example", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lg = _load_example()
-
-
-class Stack:
-    def __init__(self, base_url: str) -> None:
-        services.policies_import(document=TEST_POLICY, actor="test")
-        self.base_url = base_url
-        self.agent = AgentFactory()
-        reviewer = ReviewerFactory(username="lead")
-        self.reviewer = httpx.Client(
-            base_url=base_url, headers={"Authorization": f"Token {Token.objects.create(user=reviewer).key}"}
-        )
-        self.gate = gate_client.Gate(base_url, self.agent.token, timeout=10)
-
-    def decide(self, action_id: str, verdict: str, reason: str = "") -> None:
-        response = self.reviewer.post(
-            f"/api/v1/actions/{action_id}/decision", json={"verdict": verdict, "reason": reason}
-        )
-        assert response.status_code == 200, response.text
-
-    def held_action_id(self, seconds: float = 30) -> str:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            queue = self.reviewer.get("/api/v1/review/queue").json()["results"]
-            if queue:
-                return str(queue[0]["id"])
-            time.sleep(0.05)
-        raise AssertionError("nothing was held for review")
+lg = load_example("langgraph_agent.py")
 
 
 @pytest.fixture
 def stack(asgi_server: str) -> Iterator[Stack]:
     stack = Stack(asgi_server)
     yield stack
-    stack.gate.close()
-    stack.reviewer.close()
+    stack.close()
 
 
 class Refunds:

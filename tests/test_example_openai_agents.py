@@ -5,7 +5,6 @@ The model is scripted (an ``agents.models.interface.Model``): no OpenAI call, no
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,22 +22,13 @@ from rest_framework.authtoken.models import Token
 
 from approvals import services
 from approvals.models import AuditEvent, ProposedAction
+from tests.agents_stack import first_held_action_id, load_example
 from tests.conftest import ROOT, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 EXAMPLE_PATH = ROOT / "examples" / "agents" / "openai_agents_sdk.py"
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("openai_agents_sdk_example", EXAMPLE_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -49,14 +39,7 @@ class Setup:
     reviewer: httpx.Client
 
     def held_action_id(self, seconds: float = 20) -> str:
-        """The id of the first action that reaches needs_review."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            queue = self.reviewer.get("/api/v1/review/queue").json()["results"]
-            if queue:
-                return str(queue[0]["id"])
-            time.sleep(0.05)
-        raise AssertionError("nothing was held for review")
+        return first_held_action_id(self.reviewer, seconds)
 
     def decide(self, action_id: str, verdict: str, reason: str) -> None:
         response = self.reviewer.post(
@@ -73,7 +56,7 @@ def setup(asgi_server: str) -> Iterator[Setup]:
         base_url=asgi_server,
         headers={"Authorization": f"Token {Token.objects.create(user=ReviewerFactory(username='lead')).key}"},
     )
-    yield Setup(load_example(), asgi_server, AgentFactory(name="support-bot").token, reviewer)
+    yield Setup(load_example("openai_agents_sdk.py"), asgi_server, AgentFactory(name="support-bot").token, reviewer)
     reviewer.close()
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import gate_client
@@ -18,27 +15,17 @@ from rest_framework.authtoken.models import Token
 
 from approvals import services
 from approvals.models import ProposedAction
+from tests.agents_stack import first_held_action_id, load_example
 from tests.conftest import ROOT, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 
-def load_example() -> ModuleType:
-    path = ROOT / "examples" / "agents" / "plain_loop.py"
-    spec = importlib.util.spec_from_file_location("plain_loop_example", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def setup(asgi_server: str) -> Any:
     services.policies_import(document=TEST_POLICY, actor="test")
-    example = load_example()
+    example = load_example("plain_loop.py")
     agent = AgentFactory()
     reviewer = httpx.Client(
         base_url=asgi_server,
@@ -81,12 +68,8 @@ def test_a_rejected_refund_never_runs_and_the_model_is_told_why(setup: Any) -> N
     answer: dict[str, str] = {}
     thread = threading.Thread(target=lambda: answer.setdefault("text", agent.run("refund A-9")), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not (queue := reviewer.get("/api/v1/review/queue").json()["results"]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert queue, "the refund was not held"
     decided = reviewer.post(
-        f"/api/v1/actions/{queue[0]['id']}/decision",
+        f"/api/v1/actions/{first_held_action_id(reviewer)}/decision",
         json={"verdict": "reject", "reason": "A-9 was never looked up; ask for the order number again"},
     )
     assert decided.status_code == 200

@@ -64,6 +64,26 @@ def _proposal(
     return body
 
 
+def _report_body(executed: bool, result: Any, error: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"executed": executed}
+    if result is not None:
+        body["result"] = result
+    if error:
+        body["error"] = error
+    return body
+
+
+def _cancel_was_done(action: Action) -> bool:
+    """After a 409 on cancel: a retried cancel whose first try went through."""
+    return action.status == "cancelled"
+
+
+def _report_was_done(action: Action, executed: bool) -> bool:
+    """After a 409 on report: a retried report whose first try went through."""
+    outcome = action.data.get("outcome")
+    return outcome is not None and outcome.get("executed") == executed
+
+
 def _wait_param(seconds: float | None) -> dict[str, str]:
     if seconds is None or seconds <= 0:
         return {}
@@ -196,24 +216,17 @@ class Gate(_Base):
         try:
             return Action(self._call("POST", f"/api/v1/actions/{action_id}/cancel"))
         except errors.ConflictError:
-            action = self.get(action_id)
-            if action.status == "cancelled":
+            if _cancel_was_done(action := self.get(action_id)):
                 return action
             raise
 
     def report(self, action_id: str, *, executed: bool, result: Any = None, error: str | None = None) -> Action:
         """Say once what happened when the agent acted (contract §2); a retried report counts once."""
-        body: dict[str, Any] = {"executed": executed}
-        if result is not None:
-            body["result"] = result
-        if error:
-            body["error"] = error
+        body = _report_body(executed, result, error)
         try:
             return Action(self._call("POST", f"/api/v1/actions/{action_id}/outcome", json=body))
         except errors.ConflictError:
-            action = self.get(action_id)
-            outcome = action.data.get("outcome")
-            if outcome is not None and outcome.get("executed") == executed:
+            if _report_was_done(action := self.get(action_id), executed):
                 return action
             raise
 
@@ -300,22 +313,15 @@ class AsyncGate(_Base):
         try:
             return Action(await self._call("POST", f"/api/v1/actions/{action_id}/cancel"))
         except errors.ConflictError:
-            action = await self.get(action_id)
-            if action.status == "cancelled":
+            if _cancel_was_done(action := await self.get(action_id)):
                 return action
             raise
 
     async def report(self, action_id: str, *, executed: bool, result: Any = None, error: str | None = None) -> Action:
-        body: dict[str, Any] = {"executed": executed}
-        if result is not None:
-            body["result"] = result
-        if error:
-            body["error"] = error
+        body = _report_body(executed, result, error)
         try:
             return Action(await self._call("POST", f"/api/v1/actions/{action_id}/outcome", json=body))
         except errors.ConflictError:
-            action = await self.get(action_id)
-            outcome = action.data.get("outcome")
-            if outcome is not None and outcome.get("executed") == executed:
+            if _report_was_done(action := await self.get(action_id), executed):
                 return action
             raise
