@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue bench-sweep
+.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue bench-sweep bench-metrics bench soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -52,6 +52,25 @@ bench-queue: install
 ## `make bench-sweep ARGS=--reload` refills it). Report in bench/results/eval_sweep.md
 bench-sweep: install
 	$(PY) bench/eval_sweep.py $(ARGS)
+
+## Every benchmark, one report: bench/results/report.md (machine, configuration, each figure with its
+## baseline, ratio and goal; about 15-20 min). `make bench ARGS=--quick` for a short run (~6 min).
+bench: install
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || { echo "needs Debian's wrk: apt-get install wrk"; exit 1; }
+	$(PY) bench/policy_eval.py $(if $(findstring --quick,$(ARGS)),--seconds 1,)
+	$(PY) bench/queue_page.py $(if $(findstring --quick,$(ARGS)),--runs 10,)
+	$(PY) bench/eval_sweep.py $(if $(findstring --quick,$(ARGS)),--runs 2,)
+	$(PY) bench/gate_bench.py $(ARGS)
+
+## The soak of issue 7: 10 minutes at 20 proposals/s with a worker and reviewers; report in
+## bench/results/soak.md (`make soak ARGS="--seconds 60"` for a shorter one). tests/test_soak.py runs 30 s.
+soak: install
+	$(PY) bench/soak.py $(ARGS)
+
+## /metrics and /ops/data queries on 1,000,000 actions (own gate_bench_metrics database, kept between
+## runs). Report in bench/results/metrics_scrape.md
+bench-metrics: install
+	$(PY) bench/metrics_scrape.py $(ARGS)
 
 ## A worker for the full stack (needs DATABASE_URL and REDIS_URL).
 worker: install

@@ -10,8 +10,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
@@ -137,16 +139,69 @@ class ActionTypeAdmin(admin.ModelAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
-    list_display = ["name", "enabled", "all_action_types", "token_prefix", "created_at"]
+    list_display = ["name", "enabled", "all_action_types", "token_prefix", "rate_limit_per_minute", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["name"]
-    fields = ["name", "enabled", "all_action_types", "action_types", "token_prefix", "created_at"]
-    readonly_fields = ["token_prefix", "created_at"]
+    fields = [
+        "name",
+        "enabled",
+        "all_action_types",
+        "action_types",
+        "rate_limit_per_minute",
+        "token_prefix",
+        "token_rotated_at",
+        "previous_token_expires_at",
+        "token_revoked_at",
+        "created_at",
+    ]
+    readonly_fields = [
+        "token_prefix",
+        "token_rotated_at",
+        "previous_token_expires_at",
+        "token_revoked_at",
+        "created_at",
+    ]
     filter_horizontal = ["action_types"]
+    actions = ["rotate_token", "rotate_token_now", "revoke_tokens"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Agents are created with `manage.py create_agent`, which shows the token once.
         return False
+
+    def _issue_tokens(self, request: HttpRequest, queryset: QuerySet[Agent], grace_minutes: int | None) -> HttpResponse:
+        actor = f"user:{request.user.get_username()}"
+        issued = [
+            (agent, services.agent_rotate_token(agent=agent, actor=actor, grace_minutes=grace_minutes))
+            for agent in queryset
+        ]
+        # The tokens are shown on this response only: not in a message (which the cookie storage
+        # would carry to the next page), and never cached.
+        response = TemplateResponse(
+            request,
+            "admin/approvals/agent/tokens_issued.html",
+            {**self.admin_site.each_context(request), "title": "New agent tokens", "issued": issued},
+        )
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(
+        permissions=["change"], description="Rotate token (the previous one keeps working for the grace period)"
+    )
+    def rotate_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponse:
+        return self._issue_tokens(request, queryset, grace_minutes=None)
+
+    @admin.action(permissions=["change"], description="Rotate token now (the previous one stops at once)")
+    def rotate_token_now(self, request: HttpRequest, queryset: QuerySet[Agent]) -> HttpResponse:
+        return self._issue_tokens(request, queryset, grace_minutes=0)
+
+    @admin.action(permissions=["change"], description="Revoke every token of the selected agents")
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        actor = f"user:{request.user.get_username()}"
+        names = []
+        for agent in queryset:
+            services.agent_revoke_tokens(agent=agent, actor=actor)
+            names.append(agent.name)
+        self.message_user(request, f"Revoked every token of: {', '.join(names)}.", messages.WARNING)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

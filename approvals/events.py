@@ -5,6 +5,7 @@ that was rolled back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 QUEUE_GROUP = "review_queue"
+PUSH_TIMEOUT_SECONDS = 2.0
 _client_lock = threading.Lock()
 _client: redis.Redis | None = None
 
@@ -30,9 +32,13 @@ def _redis() -> redis.Redis | None:
     with _client_lock:
         if _client is None:
             _client = redis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30
+                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
             )
     return _client
+
+
+async def _group_send_within(layer: Any, message: dict[str, Any], timeout: float) -> None:
+    await asyncio.wait_for(layer.group_send(QUEUE_GROUP, message), timeout)
 
 
 def _channel(action_id: str) -> str:
@@ -53,7 +59,8 @@ def action_changed(*, action_id: str, status: str, event: str, extra: dict[str, 
         if extra:
             message.update(extra)
         try:
-            async_to_sync(layer.group_send)(QUEUE_GROUP, message)
+            # Bounded: a hung Redis must not hold the request or task that made the change.
+            async_to_sync(_group_send_within)(layer, message, PUSH_TIMEOUT_SECONDS)
         except Exception:
             logger.warning("could not push change of action %s to the review pages", action_id, exc_info=True)
 

@@ -46,3 +46,18 @@ class DatabaseUnavailableMiddleware:
             response["Retry-After"] = "5"
             return response
         return None
+
+
+class QueryStringNulMiddleware:
+    """A NUL character in the query string is refused with 400: PostgreSQL cannot compare text
+    with one, so any filter it reached would fail as a server error."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.META.get("QUERY_STRING", "") or any(
+            "\x00" in key or "\x00" in value for key, values in request.GET.lists() for value in values
+        ):
+            return JsonResponse({"detail": "The query string contains a NUL character (%00)."}, status=400)
+        return self.get_response(request)

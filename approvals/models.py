@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class Status(models.TextChoices):
@@ -120,9 +121,20 @@ class PolicyVersion(models.Model):
 
 class Agent(models.Model):
     name = models.SlugField(max_length=100, unique=True)
-    # SHA-256 of the bearer token; the token itself is shown once and never stored.
-    token_hash = models.CharField(max_length=64, unique=True)
-    token_prefix = models.CharField(max_length=12)
+    # SHA-256 of the bearer token; the token itself is shown once and never stored. NULL once revoked.
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    token_prefix = models.CharField(max_length=12, blank=True)
+    # The token before the last rotation works until previous_token_expires_at: no downtime on rotation.
+    previous_token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    previous_token_expires_at = models.DateTimeField(null=True, blank=True)
+    token_rotated_at = models.DateTimeField(null=True, blank=True)
+    token_revoked_at = models.DateTimeField(null=True, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute for this agent (0: unlimited); empty: the gate's default "
+        "(GATE_AGENT_RATE_PER_MINUTE)",
+    )
     webhook_secret = models.CharField(max_length=100)
     enabled = models.BooleanField(default=True)
     all_action_types = models.BooleanField(
@@ -357,11 +369,19 @@ class AuditEvent(models.Model):
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
     data = models.JSONField(default=dict)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by services.audit_record before hashing (not auto_now_add, which would overwrite it on save).
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Hash chain (approvals/audit_chain.py): one chain per action, "gate" for events without one;
+    # hash = SHA-256(prev_hash, canonical content). A database trigger refuses UPDATE and DELETE.
+    chain = models.CharField(max_length=64, editable=False)
+    seq = models.PositiveBigIntegerField(editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["action", "created_at"], name="audit_action_idx")]
+        constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq_uniq")]
 
     def __str__(self) -> str:
         return f"{self.event} by {self.actor}"

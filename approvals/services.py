@@ -10,16 +10,18 @@ import json
 import logging
 import math
 import secrets
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from approvals import events, policy, selectors
+from approvals import audit_chain, events, metrics, policy, selectors
+from approvals import logging as gate_logging
 from approvals.models import (
     ActionType,
     Agent,
@@ -76,10 +78,35 @@ def audit_record(
     to_status: str = "",
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """The one writer of audit events; call it inside the transaction that makes the change."""
-    return AuditEvent.objects.create(
-        action=action, event=event, actor=actor, from_status=from_status, to_status=to_status, data=data or {}
-    )
+    """The one writer of audit events; call it inside the transaction that makes the change.
+
+    Appends a link to the event's hash chain (the action's, or the gate chain): the chain's writers are
+    serialised by a transaction-scoped advisory lock (PostgreSQL; SQLite transactions are serial), held
+    until the caller's transaction ends, so chains of different actions never wait on each other.
+    """
+    chain = audit_chain.chain_of(action.pk if action is not None else None)
+    with transaction.atomic(savepoint=False):
+        connection = transaction.get_connection()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [audit_chain.advisory_key(chain)])
+        last = AuditEvent.objects.filter(chain=chain).order_by("-seq").values_list("seq", "hash").first()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit_chain.GENESIS)
+        record = AuditEvent(
+            action=action,
+            event=event,
+            actor=actor,
+            from_status=from_status,
+            to_status=to_status,
+            data=audit_chain.normalised_data(data),
+            created_at=timezone.now(),
+            chain=chain,
+            seq=seq,
+            prev_hash=prev_hash,
+        )
+        record.hash = audit_chain.event_hash(record, prev_hash)
+        record.save(force_insert=True)
+    return record
 
 
 def actor_of_user(user: User) -> str:
@@ -149,21 +176,100 @@ def agent_create(*, name: str, action_types: list[str] | None = None, actor: str
     return agent, token
 
 
-def agent_rotate_token(*, agent: Agent, actor: str) -> str:
-    """Issue a new token for an agent; the old one stops working at once."""
+def agent_rotate_token(*, agent: Agent, actor: str, grace_minutes: int | None = None) -> str:
+    """Issue a new token for an agent, valid at once; returns it (shown only now, never stored).
+
+    The token it replaces keeps working for ``grace_minutes`` (default
+    ``GATE_TOKEN_ROTATION_GRACE_MINUTES``; 0: it stops at once), so that a running agent switches to
+    the new one without downtime. At most two tokens work at any time: a token still in the grace
+    of an earlier rotation stops now. A revoked agent gets only the new token.
+    """
+    if grace_minutes is None:
+        grace_minutes = int(settings.GATE_TOKEN_ROTATION_GRACE_MINUTES)
+    if grace_minutes < 0:
+        raise ServiceError("grace_minutes must be 0 or more")
     token = "gat_" + secrets.token_urlsafe(32)
+    now = timezone.now()
     with transaction.atomic():
-        Agent.objects.filter(pk=agent.pk).update(token_hash=token_hash(token), token_prefix=token[:10])
-        audit_record(action=None, event="agent_token_rotated", actor=actor, data={"agent": agent.name})
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        keep_previous = grace_minutes > 0 and locked.token_hash is not None
+        locked.previous_token_hash = locked.token_hash if keep_previous else None
+        locked.previous_token_expires_at = now + timedelta(minutes=grace_minutes) if keep_previous else None
+        locked.token_hash = token_hash(token)
+        locked.token_prefix = token[:10]
+        locked.token_rotated_at = now
+        locked.token_revoked_at = None
+        locked.save(update_fields=[*_AGENT_TOKEN_FIELDS])
+        audit_record(
+            action=None,
+            event="agent_token_rotated",
+            actor=actor,
+            data={
+                "agent": locked.name,
+                "token_prefix": locked.token_prefix,
+                "grace_minutes": grace_minutes,
+                "previous_valid_until": (
+                    locked.previous_token_expires_at.isoformat() if locked.previous_token_expires_at else None
+                ),
+            },
+        )
+    _copy_token_fields(locked, agent)
     return token
 
 
+def agent_revoke_tokens(*, agent: Agent, actor: str) -> None:
+    """Every token of the agent stops working at once, one in a rotation's grace included; a new
+    one comes only from ``agent_rotate_token``."""
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        locked.token_hash = None
+        locked.token_prefix = ""
+        locked.previous_token_hash = None
+        locked.previous_token_expires_at = None
+        locked.token_revoked_at = timezone.now()
+        locked.save(update_fields=[*_AGENT_TOKEN_FIELDS])
+        audit_record(action=None, event="agent_tokens_revoked", actor=actor, data={"agent": locked.name})
+    _copy_token_fields(locked, agent)
+
+
+_AGENT_TOKEN_FIELDS = (
+    "token_hash",
+    "token_prefix",
+    "previous_token_hash",
+    "previous_token_expires_at",
+    "token_rotated_at",
+    "token_revoked_at",
+)
+
+
+def _copy_token_fields(source: Agent, target: Agent) -> None:
+    for name in _AGENT_TOKEN_FIELDS:
+        setattr(target, name, getattr(source, name))
+
+
 def agent_authenticate(token: str) -> Agent | None:
-    digest = token_hash(token)
-    agent = Agent.objects.filter(token_hash=digest).first()
-    if agent is None or not hmac.compare_digest(agent.token_hash, digest):
+    """The agent whose current token, or previous one still in its grace period, is ``token``.
+
+    Constant time where it matters: the database is searched by the token's SHA-256 digest, a
+    non-secret index. A timing difference in that search could tell at most how much of a digest
+    a guess shares with a stored one, which says nothing about any token (SHA-256 is preimage
+    resistant), and the raw token never reaches the database. The row found is then confirmed with
+    ``hmac.compare_digest``.
+    """
+    if not token or len(token) > 256:
         return None
-    return agent
+    digest = token_hash(token)
+    now = timezone.now()
+    agent = Agent.objects.filter(
+        Q(token_hash=digest) | Q(previous_token_hash=digest, previous_token_expires_at__gt=now)
+    ).first()
+    if agent is None:
+        return None
+    current = hmac.compare_digest(agent.token_hash or "", digest)
+    previous = hmac.compare_digest(agent.previous_token_hash or "", digest) and (
+        agent.previous_token_expires_at is not None and agent.previous_token_expires_at > now
+    )
+    return agent if current or previous else None
 
 
 def agent_may_propose(agent: Agent, action_type: ActionType) -> bool:
@@ -223,6 +329,7 @@ def action_propose(
             )
             audit_record(action=action, event="proposed", actor=actor_of_agent(agent), to_status=Status.PENDING)
             _enqueue_evaluation_on_commit(str(action.id))
+            gate_logging.bind_action(action)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -231,6 +338,7 @@ def action_propose(
         )
         if existing.request_fingerprint != fingerprint:
             raise IdempotencyConflict("this idempotency key was already used with a different request body") from None
+        gate_logging.bind_action(existing)
         return existing, False
     return action, True
 
@@ -373,9 +481,11 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
 
     Database errors propagate, so that the task is retried; any other fault holds the action.
     """
+    started = time.perf_counter()
     action = ProposedAction.objects.select_related("agent", "action_type").filter(pk=action_id).first()
     if action is None or action.status != Status.PENDING:
         return action
+    gate_logging.bind_action(action)
     # Count the attempt before evaluating, so that a worker killed mid-way counts too.
     ProposedAction.objects.filter(pk=action.pk).update(evaluation_attempts=F("evaluation_attempts") + 1)
     attempts = action.evaluation_attempts + 1
@@ -401,13 +511,25 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
                 else None,
                 remembered=selectors.remembered_approvals_for(action),
             ),
+            budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000,
         )
     except DatabaseError:
         raise
     except Exception as exc:
         logger.exception("evaluation of action %s failed", action_id)
         decision = policy.evaluation_error_decision(exc, policy_version=action.action_type.policy_version)
-    _apply_decision(action, decision)
+    if _apply_decision(action, decision):
+        duration = time.perf_counter() - started
+        logger.info(
+            "evaluated: %s",
+            decision.status,
+            extra={
+                "status": decision.status,
+                "risk_score": decision.risk_score,
+                "duration_ms": round(duration * 1000, 2),
+            },
+        )
+        metrics.record_evaluation(action=action, duration=duration)
     return action
 
 
@@ -442,7 +564,14 @@ def action_decide(
         if isinstance(remember_minutes, bool) or not 1 <= remember_minutes <= REMEMBER_MAX_MINUTES:
             raise ServiceError(f"remember_minutes must be between 1 and {REMEMBER_MAX_MINUTES}")
     with transaction.atomic():
-        action = ProposedAction.objects.select_for_update().select_related("action_type", "agent").get(pk=action_id)
+        # Only the action's row: locking the joined agent and type rows too would queue (and could
+        # deadlock) every concurrent proposal of that agent, whose insert takes a key-share lock on them.
+        action = (
+            ProposedAction.objects.select_for_update(of=("self",))
+            .select_related("action_type", "agent")
+            .get(pk=action_id)
+        )
+        gate_logging.bind_action(action)
         if action.status != Status.NEEDS_REVIEW:
             raise ActionConflict(f"action is {action.status}, not needs_review: it cannot be decided")
         previous = action.status
@@ -481,6 +610,8 @@ def action_decide(
         )
         _push_on_commit(action, "decided")
         _webhook_on_commit(action, "action.decided")
+        transaction.on_commit(lambda: metrics.record_review(action=action, verdict=verdict))
+    logger.info("decided: %s by %s", action.status, user.get_username(), extra={"status": action.status})
     return action
 
 
@@ -507,8 +638,10 @@ def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
             or action.sla_deadline > now
         ):
             return False
+        gate_logging.bind_action(action)
         action.escalated = True
         action.save(update_fields=["escalated"])
+        logger.info("escalated: past its review SLA")
         audit_record(
             action=action,
             event="escalated",
@@ -534,9 +667,11 @@ def action_expire(*, action_id: str, now: datetime | None = None) -> bool:
             or action.expires_at > now
         ):
             return False
+        gate_logging.bind_action(action)
         action.status = Status.EXPIRED
         action.claimed_by, action.claimed_until = None, None
         action.save(update_fields=["status", "claimed_by", "claimed_until"])
+        logger.info("expired: nobody decided it in time")
         audit_record(
             action=action,
             event="expired",
@@ -604,7 +739,7 @@ def action_cancel(*, action_id: str, agent: Agent) -> ProposedAction:
     """The agent withdraws its own pending or held action."""
     with transaction.atomic():
         action = (
-            ProposedAction.objects.select_for_update()
+            ProposedAction.objects.select_for_update(of=("self",))
             .select_related("action_type", "agent")
             .get(pk=action_id, agent=agent)
         )
@@ -667,7 +802,7 @@ def action_report_outcome(
     """Contract §2: the owning agent says, once, what happened when it acted on an approval."""
     with transaction.atomic():
         action = (
-            ProposedAction.objects.select_for_update()
+            ProposedAction.objects.select_for_update(of=("self",))
             .select_related("action_type", "agent")
             .get(pk=action_id, agent=agent)
         )
@@ -825,6 +960,7 @@ def webhook_deliver(*, delivery_id: int) -> str:
     delivery = WebhookDelivery.objects.select_related("action__agent").filter(pk=delivery_id).first()
     if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
         return delivery.state if delivery else "missing"
+    gate_logging.bind_action(delivery.action)
     body = delivery.body.encode()
     headers = {
         webhooks.EVENT_HEADER: delivery.event,

@@ -6,12 +6,23 @@ import logging
 from datetime import timedelta
 
 from celery import Task, shared_task
+from celery.signals import task_prerun
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 
 from approvals import services
 
 logger = logging.getLogger(__name__)
+
+
+@task_prerun.connect
+def drop_broken_db_connections(**_: object) -> None:
+    """The worker keeps its database connection across tasks (CELERY_DB_REUSE_MAX), so nothing else
+    notices one that PostgreSQL dropped (a restart): every later task would fail on it. After an
+    error, a connection that no longer answers is closed, and the next query opens a new one."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
+            conn.close()
 
 
 @shared_task(

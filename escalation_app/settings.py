@@ -61,11 +61,20 @@ INSTALLED_APPS = [
     "csp",
     "approvals",
 ]
+# Bench-only (bench/baseline): the bare endpoint the benchmarks compare against; never in production.
+GATE_BENCH_BASELINE = env_bool("GATE_BENCH_BASELINE")
+if GATE_BENCH_BASELINE:
+    INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
+    # A fresh log context per request and one log line per answered request.
+    "approvals.logging.RequestLogMiddleware",
+    # /healthz, /readyz, /metrics: answered before the Host check and the HTTPS redirect.
+    "approvals.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "approvals.middleware.BodySizeLimitMiddleware",
+    "approvals.middleware.QueryStringNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -146,7 +155,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Bounded waits: a Redis that is down or hung must cost a request a second or two, never hang it.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -175,7 +191,14 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 20
 CELERY_TASK_TIME_LIMIT = 30
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("GATE_VISIBILITY_TIMEOUT", 120)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("GATE_VISIBILITY_TIMEOUT", 120),
+    # A broker that is down or hung fails a publish within seconds instead of hanging the request
+    # that queues it; the action is stored and the sweeper queues it again (tests/test_faults.py).
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate"
 # Evaluation and webhook deliveries on separate queues, so that a slow receiver never delays a
@@ -187,7 +210,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the DB connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-pending": {"task": "approvals.tasks.sweep_pending_actions", "schedule": 15.0},
+    "sweep-pending": {
+        "task": "approvals.tasks.sweep_pending_actions",
+        "schedule": float(env_int("GATE_SWEEP_INTERVAL_SECONDS", 15)),
+    },
     "enforce-deadlines": {
         "task": "approvals.tasks.enforce_deadlines",
         "schedule": float(env_int("GATE_DEADLINE_INTERVAL_SECONDS", 15)),
@@ -196,6 +222,13 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Gate ---------------------------------------------------------------------------------------
 GATE_MAX_BODY_BYTES = env_int("GATE_MAX_BODY_BYTES", 1024 * 1024)
+# Bounds on what an agent sends (400 beyond them). tau-bench airline, for scale: at most 62 steps,
+# nesting 8 deep, strings of 6,761 characters (approvals/api/parsers.py, serializers.py).
+GATE_MAX_TRAJECTORY_STEPS = env_int("GATE_MAX_TRAJECTORY_STEPS", 1000)
+GATE_MAX_JSON_DEPTH = env_int("GATE_MAX_JSON_DEPTH", 64)
+GATE_MAX_STRING_LENGTH = env_int("GATE_MAX_STRING_LENGTH", 65536)
+# Wall-clock budget of one action's rules; past it the rest are errors and the action is held.
+GATE_EVALUATION_BUDGET_MS = env_int("GATE_EVALUATION_BUDGET_MS", 500)
 GATE_WEBHOOK_ALLOW_PRIVATE = env_bool("GATE_WEBHOOK_ALLOW_PRIVATE")
 # Hosts that may be called even when they resolve to a private address (comma-separated).
 GATE_WEBHOOK_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]
@@ -206,6 +239,11 @@ GATE_MAX_EVALUATION_ATTEMPTS = env_int("GATE_MAX_EVALUATION_ATTEMPTS", 3)
 # An action still pending after this many seconds is re-queued by the sweeper.
 GATE_PENDING_SWEEP_AFTER_SECONDS = env_int("GATE_PENDING_SWEEP_AFTER_SECONDS", 30)
 GATE_MAX_WAIT_SECONDS = 30
+# Requests per agent per minute across all web processes (counted in Redis); 0 turns it off. An
+# agent's own Agent.rate_limit_per_minute, when set, wins. Over it: 429 with Retry-After.
+GATE_AGENT_RATE_PER_MINUTE = env_int("GATE_AGENT_RATE_PER_MINUTE", 1200)
+# How long an agent's previous token keeps working after a rotation, unless the rotation says.
+GATE_TOKEN_ROTATION_GRACE_MINUTES = env_int("GATE_TOKEN_ROTATION_GRACE_MINUTES", 60)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -215,6 +253,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["approvals.api.throttling.AgentRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["approvals.api.parsers.StrictJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -229,6 +268,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents propose actions; policies decide or hold them for a human.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every operation documents its 4xx answers and their JSON body (approvals/api/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "approvals.api.schema.document_errors",
+    ],
 }
 
 # --- Auth, i18n, static -----------------------------------------------------------------------
@@ -254,6 +298,12 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missi
 WHITENOISE_USE_FINDERS = True
 
 # --- HTTPS hardening (contract §1) ----------------------------------------------------------------
+# Always: no script reads either cookie (forms carry the CSRF token), and neither goes out on a
+# cross-site subrequest.
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 if env_bool("DJANGO_SECURE"):
     SECURE_SSL_REDIRECT = True
     SECURE_HSTS_SECONDS = 31536000
@@ -263,11 +313,41 @@ if env_bool("DJANGO_SECURE"):
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Observability (approvals/metrics.py, health.py, logging.py) ----------------------------------
+# /metrics is open (Prometheus' usual internal network) unless a token is set; then it needs
+# `Authorization: Bearer <GATE_METRICS_TOKEN>`.
+GATE_METRICS_TOKEN = os.environ.get("GATE_METRICS_TOKEN", "")
+# Each process reuses its database figures this long (several scrapers, the ops page's viewers).
+GATE_METRICS_CACHE_SECONDS = env_int("GATE_METRICS_CACHE_SECONDS", 5)
+GATE_OBS_REDIS_PREFIX = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate:obs:"
+GATE_WORKER_HEARTBEAT_SECONDS = env_int("GATE_WORKER_HEARTBEAT_SECONDS", 10)
+# /readyz wants a worker heartbeat at most this old.
+GATE_WORKER_HEARTBEAT_MAX_AGE = env_int("GATE_WORKER_HEARTBEAT_MAX_AGE", 30)
+# json: one object a line, with action_id and agent on the lines about an action (servers and
+# workers); plain: for people (the embedded demo; the tests set it).
+GATE_LOG_FORMAT = os.environ.get("GATE_LOG_FORMAT", "plain" if EMBEDDED else "json")
+if GATE_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"GATE_LOG_FORMAT must be json or plain, got {GATE_LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "approvals.logging.PlainFormatter"},
+        "json": {"()": "approvals.logging.JsonFormatter"},
+    },
+    "filters": {"action_context": {"()": "approvals.logging.ActionContextFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": GATE_LOG_FORMAT, "filters": ["action_context"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("GATE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # uvicorn's own lines in the same format; its access log repeats approvals.requests (and
+        # would print query strings), so it is off.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+        # Django's own request warnings duplicate approvals.requests' lines for 4xx.
+        "django.request": {"level": "ERROR"},
+    },
 }

@@ -154,13 +154,23 @@ def subprocess_database_url() -> str:
     return urlparse(os.environ["DATABASE_URL"])._replace(path="/" + connection.settings_dict["NAME"]).geturl()
 
 
+WORKER_LOGS: dict[str, Path] = {}
+
+
+@pytest.fixture
+def celery_worker_log(celery_worker_process: str) -> Path:
+    """The log file of the session's worker process."""
+    return WORKER_LOGS[celery_worker_process]
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
     """``celery -A escalation_app worker`` as a subprocess, on the test database and test Redis."""
     db_url = subprocess_database_url()
     node = f"test-{uuid.uuid4().hex[:8]}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO"}
+    # JSON lines, as a deployed worker writes them (tests/test_observability.py reads them).
+    env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO", "GATE_LOG_FORMAT": "json"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -189,6 +199,7 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_pat
         while not celery_app.control.ping(destination=[node], timeout=0.5):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"celery worker did not start:\n{log_path.read_text()[-4000:]}")
+        WORKER_LOGS[node] = log_path
         yield node
     finally:
         process.terminate()

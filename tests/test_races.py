@@ -136,16 +136,16 @@ def test_decision_races_a_cancel(policy_v1, agent):
 
 
 def test_concurrent_identical_proposals_make_one_action(policy_v1, agent):
-    # given 20 clients sending the same body with the same key
+    # given 50 clients sending the same body with the same key
     body = {**REFUND, "idempotency_key": "run-1/step-1"}
-    clients = [agent_client(agent) for _ in range(20)]
+    clients = [agent_client(agent) for _ in range(50)]
 
     # when
     results = run_together(*(lambda client=client: post(client, "/api/v1/actions", body) for client in clients))
 
     # then
     codes = Counter(code for code, _ in results)
-    assert codes == {201: 1, 200: 19}, results
+    assert codes == {201: 1, 200: 49}, results
     assert len({response["id"] for _, response in results}) == 1
     action = ProposedAction.objects.get()
     assert str(action.id) == results[0][1]["id"]
@@ -192,3 +192,72 @@ def test_concurrent_proposals_without_a_key_are_all_created(policy_v1, agent):
     assert [code for code, _ in results] == [201] * 5
     assert ProposedAction.objects.count() == 5
     assert set(ProposedAction.objects.values_list("status", flat=True)) == {Status.AUTO_APPROVED}
+
+
+# --- added for issue 7 ("Races"): a decision racing an expiry, an evaluation running twice ----------
+
+
+def test_decision_races_an_expiry(policy_v1, agent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from approvals import services
+
+    reviewer = reviewer_client(ReviewerFactory())
+    outcomes: Counter[str] = Counter()
+    for _ in range(ROUNDS):
+        # given a held action already past its expiry time
+        action = held_action(agent)
+        ProposedAction.objects.filter(pk=action.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+        # when a reviewer decides it while the deadline sweep expires it
+        decided, expired = run_together(
+            lambda action=action: post(reviewer, f"/api/v1/actions/{action.id}/decision", {"verdict": "approve"}),
+            lambda action=action: services.action_expire(action_id=str(action.id)),
+        )
+
+        # then exactly one of them changed the action, and the audit log shows only that one
+        assert (decided[0] == 200) != expired, (decided, expired)
+        action.refresh_from_db()
+        events = list(AuditEvent.objects.filter(action=action).values_list("event", flat=True))
+        if expired:
+            assert decided[0] == 409, decided
+            assert action.status == Status.EXPIRED
+            assert not Decision.objects.filter(action=action).exists()
+            assert events == ["expired"]
+            outcomes["expired"] += 1
+        else:
+            assert action.status == Status.APPROVED
+            assert Decision.objects.filter(action=action).count() == 1
+            assert events == ["decided"]
+            outcomes["decided"] += 1
+    assert sum(outcomes.values()) == ROUNDS
+
+
+def test_an_evaluation_running_twice_at_once_decides_once(policy_v1, agent):
+    from approvals import policy, services
+
+    refund = ActionType.objects.get(name="refund")
+    for _ in range(ROUNDS):
+        # given a pending action whose evaluation task was delivered twice
+        action = ProposedActionFactory(
+            agent=agent,
+            action_type=refund,
+            params=REFUND["params"],
+            trajectory=policy.normalize_trajectory(LOOKED_UP),
+        )
+        assert action.status == Status.PENDING
+
+        # when both copies run at the same moment
+        run_together(
+            lambda action=action: services.action_evaluate(action_id=str(action.id)),
+            lambda action=action: services.action_evaluate(action_id=str(action.id)),
+        )
+
+        # then one transition won: one decision, one "evaluated" event
+        action.refresh_from_db()
+        assert action.status == Status.AUTO_APPROVED
+        assert Decision.objects.filter(action=action).count() == 1
+        assert list(AuditEvent.objects.filter(action=action).values_list("event", flat=True)) == ["evaluated"]
+        assert action.evaluation_attempts in (1, 2)

@@ -613,10 +613,11 @@ def test_agent_create_with_an_unknown_type_changes_nothing(policy_v1):
     assert not Agent.objects.filter(name="bot").exists()
 
 
-def test_rotated_token_replaces_the_old_one(policy_v1):
+def test_rotated_token_without_grace_replaces_the_old_one(policy_v1):
+    # Rotation with a grace period, revocation: tests/test_agent_tokens.py.
     agent, old = services.agent_create(name="bot")
 
-    new = services.agent_rotate_token(agent=agent, actor="test")
+    new = services.agent_rotate_token(agent=agent, actor="test", grace_minutes=0)
 
     assert services.agent_authenticate(old) is None
     assert services.agent_authenticate(new) == agent

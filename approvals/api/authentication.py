@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from approvals import logging as gate_logging
 from approvals.models import Agent
 from approvals.services import agent_authenticate
 
@@ -28,6 +29,7 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         agent = agent_authenticate(token)
         if agent is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
+        gate_logging.bind(agent=agent.name)  # every log line of this request names its agent
         return agent, agent
 
     def authenticate_header(self, request: Request) -> str:

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -25,7 +24,7 @@ from rest_framework.views import APIView
 
 from approvals import evaluation, policy, services
 from approvals.api.permissions import IsReviewer
-from approvals.api.serializers import NumberField
+from approvals.api.serializers import NumberField, storable_moment
 from approvals.models import ActionType, Agent
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
@@ -54,7 +53,7 @@ def parse_moment(request: Request, name: str) -> datetime | None:
             moment = datetime(day.year, day.month, day.day)
     if moment is None:
         raise ValidationError({name: ["Must be an ISO 8601 date or date-time."]})
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+    return storable_moment(moment, name)
 
 
 def period(request: Request) -> dict[str, datetime | None]:

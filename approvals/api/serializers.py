@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -11,7 +14,18 @@ from approvals import policy, webhooks
 from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Verdict
 
 MAX_KEY_LENGTH = 255
-MAX_TRAJECTORY_STEPS = policy.engine.MAX_TRAJECTORY_STEPS
+MAX_TOOL_NAME_LENGTH = 200
+
+
+def storable_moment(moment: datetime, name: str) -> datetime:
+    """A query's date-time as PostgreSQL can compare it: aware and in UTC. Python accepts offsets
+    up to ±23:59 that PostgreSQL refuses (±15:59), and a moment near year 1 or 9999 may not
+    survive the conversion: both are a client's mistake (400), not a server error."""
+    try:
+        aware = timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+        return aware.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise serializers.ValidationError({name: [f"Out of range: {exc}."]}) from exc
 
 
 class JSONObjectField(serializers.JSONField):
@@ -75,13 +89,28 @@ class TrajectoryField(serializers.Field):
     """Native steps, or {"format": "openai", "messages": [...]}; validated by normalising it."""
 
     def to_internal_value(self, data: Any) -> Any:
+        limit = settings.GATE_MAX_TRAJECTORY_STEPS
+        # Counted before normalising too, so that a huge list is refused before it is walked.
+        given = data.get("messages") if isinstance(data, dict) else data
+        if isinstance(given, list) and len(given) > limit:
+            raise serializers.ValidationError(self._too_long(len(given), limit))
         try:
             steps = policy.normalize_trajectory(data)
         except policy.TrajectoryError as exc:
             raise serializers.ValidationError(f"{exc.path}: {exc.message}") from exc
-        if len(steps) > MAX_TRAJECTORY_STEPS:
-            raise serializers.ValidationError(f"at most {MAX_TRAJECTORY_STEPS} steps")
+        if len(steps) > limit:
+            raise serializers.ValidationError(self._too_long(len(steps), limit))
+        for index, step in enumerate(steps):
+            if len(step["tool"]) > MAX_TOOL_NAME_LENGTH:
+                raise serializers.ValidationError(
+                    f"trajectory step {index}: the tool name is {len(step['tool'])} characters long; "
+                    f"the limit is {MAX_TOOL_NAME_LENGTH}"
+                )
         return {"raw": data, "steps": steps}
+
+    @staticmethod
+    def _too_long(count: int, limit: int) -> str:
+        return f"trajectory has {count} steps; the limit is {limit} (GATE_MAX_TRAJECTORY_STEPS)"
 
     def to_representation(self, value: Any) -> Any:
         return value

@@ -40,8 +40,10 @@ from approvals.api.serializers import (
     RememberedApprovalSerializer,
     action_representation,
     remembered_approval_representation,
+    storable_moment,
 )
 from approvals.models import Agent, ProposedAction, RememberedApproval, Status
+from approvals.tasks import evaluate_action
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
 WAIT = OpenApiParameter("wait", OpenApiTypes.NUMBER, description="Seconds to hold the response (0-30)")
@@ -58,6 +60,12 @@ def wait_seconds(request: Request) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValidationError({"wait": ["Must be between 0 and 30 seconds."]})
     return min(value, float(settings.GATE_MAX_WAIT_SECONDS))
+
+
+def _as_created(action: ProposedAction) -> None:
+    """A just-created action has no decision and no labels: its representation needs no query."""
+    action._state.fields_cache["decision"] = None
+    action._prefetched_objects_cache = {"labels": action.labels.none()}  # type: ignore[attr-defined]
 
 
 def _held(request: Request, action: ProposedAction, done: Any, *, seconds: float, reload: bool) -> ProposedAction:
@@ -109,7 +117,12 @@ class ActionCollectionView(APIView):
             action, created = services.action_propose_validated(agent=agent, values=values, body=body)
         except services.NotPermitted as exc:
             raise PermissionDenied(exc.message) from exc
-        action = _held(request, action, lambda a: a.status != Status.PENDING, seconds=seconds, reload=True)
+        # Embedded (tasks run eagerly on commit) the stored action may already be decided: read it
+        # again. With a worker, a new action is as it was stored: answer without another query.
+        reload = not created or bool(evaluate_action.app.conf.task_always_eager)
+        if not reload:
+            _as_created(action)
+        action = _held(request, action, lambda a: a.status != Status.PENDING, seconds=seconds, reload=reload)
         return Response(
             action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -293,6 +306,7 @@ class EvaluationSummaryView(APIView):
                 since = None
             if since is None:
                 raise ValidationError({"since": ["Must be an ISO 8601 date-time."]})
+            since = storable_moment(since, "since")
         return Response(
             selectors.evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since)
         )

@@ -160,7 +160,11 @@ def _rule_finding(spec: RuleSpec, result: Any) -> dict:
     return _finding(spec.name, "fail", spec.on_fail, spec.message or f"rule {spec.name} failed", **extra)
 
 
-def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float) -> list[dict]:
+def _budget(seconds: float) -> str:
+    return f"{seconds * 1000:g} ms (GATE_EVALUATION_BUDGET_MS)"
+
+
+def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float, budget_seconds: float) -> list[dict]:
     findings: list[dict] = []
     for rule in policy.rules:
         spec = rule.spec
@@ -170,7 +174,7 @@ def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float) -
                     spec.name,
                     "error",
                     "review",
-                    "not evaluated: the evaluation's time budget ran out",
+                    f"not evaluated: the evaluation ran out of its time budget, {_budget(budget_seconds)}",
                     error="time budget exceeded",
                 )
             )
@@ -209,7 +213,7 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
     if isinstance(results, list) and len(results) == len(policy.rules):
         findings = [_rule_finding(rule.spec, result) for rule, result in zip(policy.rules, results, strict=True)]
     else:
-        findings = _one_by_one(policy, context, deadline)
+        findings = _one_by_one(policy, context, deadline, budget_seconds)
     overrun = time.monotonic() - deadline
     if overrun > 0 and findings[-1].get("error") != "time budget exceeded":
         # A call ran past the budget: its answers stand, but the evaluation is over budget.
@@ -218,7 +222,8 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
                 "evaluation",
                 "error",
                 "review",
-                f"rules took {budget_seconds + overrun:.3f}s, over the {budget_seconds:g}s budget",
+                f"rules took {(budget_seconds + overrun) * 1000:.0f} ms, over the evaluation budget of "
+                f"{_budget(budget_seconds)}",
                 error="time budget exceeded",
             )
         )

@@ -86,7 +86,8 @@ class Command(BaseCommand):
         if agent is None:
             agent, token = services.agent_create(name="demo-agent", actor="command:seed_demo")
         else:
-            token = services.agent_rotate_token(agent=agent, actor="command:seed_demo")
+            # The demo prints one token: the previous run's stops at once, no grace period.
+            token = services.agent_rotate_token(agent=agent, actor="command:seed_demo", grace_minutes=0)
         if not ProposedAction.objects.filter(agent=agent).exists():
             for index, proposal in enumerate(DEMO_PROPOSALS):
                 body = {**proposal, "idempotency_key": f"demo-{index}"}

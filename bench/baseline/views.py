@@ -1,0 +1,59 @@
+"""A bare DRF create: the same authentication, parser and row as POST /api/v1/actions, none of the gate.
+
+POST /bench/baseline/actions[?wait=S] inserts a ProposedAction through the ORM and queues one
+Celery task on commit (bench.baseline.tasks.touch_row, which updates the row); with ``wait`` the
+request is held until the task has run (the bare Celery round trip), through the same Redis
+pub/sub wait the gate uses.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals import events
+from approvals.models import ActionType, ProposedAction, Status
+from bench.baseline.tasks import touch_row
+
+_types: dict[str, ActionType] = {}
+
+
+def _action_type(name: str) -> ActionType:
+    if name not in _types:
+        _types[name] = ActionType.objects.get(name=name)
+    return _types[name]
+
+
+class BareCreateView(APIView):
+    def post(self, request: Request) -> Response:
+        body: Any = request.data
+        if not isinstance(body, dict) or "action_type" not in body:
+            raise ParseError("The body must be a JSON object with an action_type.")
+        trajectory = body.get("trajectory")
+        with transaction.atomic():
+            action = ProposedAction.objects.create(
+                agent=request.user,
+                action_type=_action_type(body["action_type"]),
+                params=body.get("params", {}),
+                trajectory_raw=trajectory,
+                trajectory=trajectory if isinstance(trajectory, list) else [],
+                idempotency_key=request.headers.get("Idempotency-Key"),
+                request_fingerprint="",
+            )
+            transaction.on_commit(partial(touch_row.delay, str(action.id)))
+        status = action.status
+        wait = float(request.query_params.get("wait") or 0)
+        if wait:
+            status = events.wait_for(
+                str(action.id),
+                min(wait, 30.0),
+                lambda: ProposedAction.objects.values_list("status", flat=True).get(pk=action.id),
+                lambda s: s != Status.PENDING,
+            )
+        return Response({"id": str(action.id), "status": status}, status=201)

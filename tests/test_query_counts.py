@@ -1,0 +1,69 @@
+"""Query budgets of the hot paths (bench/results/report.md, "Profiles"): a change that adds a query
+to every proposal or evaluation shows up here, not only in a benchmark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from approvals import services
+from approvals.models import ProposedAction, Status
+from escalation_app.celery import app as celery_app
+from tests.conftest import LOOKED_UP
+
+BODY = {"action_type": "refund", "params": {"order_id": "A-1", "amount": 20}, "trajectory": LOOKED_UP}
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def with_worker_mode() -> None:
+    """As in production: evaluation is queued for a worker on commit (never run here: the test's
+    transaction does not commit), so the request does only its own work."""
+    celery_app.conf.update(CELERY_TASK_ALWAYS_EAGER=False)  # restored by conftest's _celery_mode
+
+
+def test_propose_request_query_budget(
+    policy_v1: int, agent_client: Any, with_worker_mode: None, django_assert_max_num_queries: Any
+) -> None:
+    agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="warm-up")
+    # Authenticate, action type, then one transaction: insert, audit (chain lock, last link,
+    # insert); savepoint and release stand for BEGIN and COMMIT here. No read-back.
+    with django_assert_max_num_queries(8):
+        response = agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["decision"] is None
+    assert body["labels"] == []
+    # The answer is the stored action, as a GET shows it.
+    assert agent_client.get(body["url"]).json() == body
+
+
+def test_idempotent_replay_answers_the_stored_action(policy_v1: int, agent_client: Any, with_worker_mode: None) -> None:
+    first = agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    replay = agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert (first.status_code, replay.status_code) == (201, 200)
+    assert replay.json() == first.json()
+    assert ProposedAction.objects.filter(idempotency_key="k-2").count() == 1
+
+
+def test_evaluation_query_budget(policy_v1: int, agent: Any) -> None:
+    from approvals.models import ActionType
+
+    action, _ = services.action_propose(
+        agent=agent,
+        action_type=ActionType.objects.get(name="refund"),
+        params=BODY["params"],
+        fingerprint="f" * 64,
+        trajectory_raw=BODY["trajectory"],
+    )
+    with CaptureQueriesContext(connection) as ctx:
+        services.action_evaluate(action_id=str(action.id))
+    assert ProposedAction.objects.get(pk=action.pk).status == Status.AUTO_APPROVED
+    # Load and count the attempt, rules, the repeat check, then one transaction: the update, the
+    # decision, the audit event (lock, last link, insert).
+    assert len(ctx.captured_queries) <= 11, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
