@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from approvals import audit_chain, events, metrics, policy, selectors
@@ -77,8 +77,13 @@ def audit_record(
     from_status: str = "",
     to_status: str = "",
     data: dict[str, Any] | None = None,
+    new_chain: bool = False,
 ) -> AuditEvent:
     """The one writer of audit events; call it inside the transaction that makes the change.
+
+    ``new_chain``: the caller created ``action`` in this very transaction, so its chain is empty and
+    nobody else can write to it yet: the first link needs neither the lock nor a look at the chain
+    (the unique (chain, seq) constraint still guards it).
 
     Appends a link to the event's hash chain (the action's, or the gate chain): the chain's writers are
     serialised by a transaction-scoped advisory lock (PostgreSQL; SQLite transactions are serial), held
@@ -87,10 +92,14 @@ def audit_record(
     chain = audit_chain.chain_of(action.pk if action is not None else None)
     with transaction.atomic(savepoint=False):
         connection = transaction.get_connection()
-        if connection.vendor == "postgresql":
+        if not new_chain and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [audit_chain.advisory_key(chain)])
-        last = AuditEvent.objects.filter(chain=chain).order_by("-seq").values_list("seq", "hash").first()
+        last = (
+            None
+            if new_chain
+            else AuditEvent.objects.filter(chain=chain).order_by("-seq").values_list("seq", "hash").first()
+        )
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit_chain.GENESIS)
         record = AuditEvent(
             action=action,
@@ -260,9 +269,11 @@ def agent_authenticate(token: str) -> Agent | None:
         return None
     digest = token_hash(token)
     now = timezone.now()
-    agent = Agent.objects.filter(
-        Q(token_hash=digest) | Q(previous_token_hash=digest, previous_token_expires_at__gt=now)
-    ).first()
+    # Each column has its own unique index: two index look-ups, the second only for a token in the
+    # grace period of a rotation (an OR of both would scan the table).
+    agent = Agent.objects.filter(token_hash=digest).first() or (
+        Agent.objects.filter(previous_token_hash=digest, previous_token_expires_at__gt=now).first()
+    )
     if agent is None:
         return None
     current = hmac.compare_digest(agent.token_hash or "", digest)
@@ -327,7 +338,9 @@ def action_propose(
                 request_fingerprint=fingerprint,
                 callback_url=callback_url,
             )
-            audit_record(action=action, event="proposed", actor=actor_of_agent(agent), to_status=Status.PENDING)
+            audit_record(
+                action=action, event="proposed", actor=actor_of_agent(agent), to_status=Status.PENDING, new_chain=True
+            )
             _enqueue_evaluation_on_commit(str(action.id))
             gate_logging.bind_action(action)
     except IntegrityError:

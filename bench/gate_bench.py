@@ -537,8 +537,9 @@ def write_report(path: Path, report: Report, info: dict[str, str], args: argpars
         f"- Environment: {', '.join(f'`{k}={v}`' for k, v in STACK_ENV.items())}; "
         "Celery: JSON only, acks late, prefetch 1, time limits 20/30 s, queues `gate` and `gate-webhooks`.",
         "- Baseline (bench/baseline, mounted only with `GATE_BENCH_BASELINE=1`): the same DRF "
-        "authentication and JSON parser, one ORM insert of a ProposedAction, one Celery task queued on "
-        "commit that updates the row.",
+        "authentication, throttle and JSON parser, the action type resolved from its name (one indexed "
+        "look-up), one ORM insert of a ProposedAction of the same size (the trajectory stored twice, as "
+        "the gate stores it as given and normalised), one Celery task queued on commit that updates the row.",
         "",
     ]
     for section, rows in report.sections.items():

@@ -30,9 +30,10 @@ def test_propose_request_query_budget(
     policy_v1: int, agent_client: Any, with_worker_mode: None, django_assert_max_num_queries: Any
 ) -> None:
     agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="warm-up")
-    # Authenticate, action type, then one transaction: insert, audit (chain lock, last link,
-    # insert); savepoint and release stand for BEGIN and COMMIT here. No read-back.
-    with django_assert_max_num_queries(8):
+    # Authenticate, action type, then one transaction: insert the action and the first link of its
+    # new audit chain (no chain lock, no look-up: nobody else can see the chain yet); savepoint and
+    # release stand for BEGIN and COMMIT here. No read-back.
+    with django_assert_max_num_queries(6):
         response = agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert response.status_code == 201
     body = response.json()

@@ -119,7 +119,8 @@ class TrajectoryField(serializers.Field):
 class ProposeSerializer(serializers.Serializer):
     action_type = serializers.SlugRelatedField(
         slug_field="name",
-        queryset=ActionType.objects.all(),
+        # Proposing needs only these; the policy itself (schema, rules) is the worker's to load.
+        queryset=ActionType.objects.only("id", "name", "enabled"),
         error_messages={"does_not_exist": "Unknown action type {value}."},
     )
     params = JSONObjectField()

@@ -1,7 +1,7 @@
 """Per-agent rate limits: a fixed one-minute window counted in the cache, atomically.
 
 With ``REDIS_URL`` the cache is Redis, so every web process shares one counter per agent and
-window: ``cache.add`` is ``SET NX EX`` and ``cache.incr`` is ``INCRBY``, both atomic, and no
+window: one pipelined round trip of ``INCR`` and ``EXPIRE NX``, both atomic, and no
 read-modify-write happens in Python (DRF's own throttles read and write a list of timestamps,
 which loses counts under concurrency). Embedded (no Redis), the local-memory cache counts per
 process, which is all one process needs.
@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from redis import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
@@ -42,13 +43,24 @@ def agent_rate_hit(agent: Agent, *, now: float | None = None) -> tuple[bool, int
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
     key = f"gate:rate:agent:{agent.pk}:{window}"
-    # The key outlives its window so that it cannot expire between add and incr.
-    cache.add(key, 0, timeout=2 * WINDOW_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # evicted in between (a full cache): count afresh rather than fail the call
-        cache.add(key, 1, timeout=2 * WINDOW_SECONDS)
-        count = 1
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        # One round trip: INCR creates the counter at 1 and EXPIRE NX gives it a lifetime once; the
+        # key outlives its window.
+        redis_key = backend.make_and_validate_key(key)
+        client = backend._cache.get_client(redis_key, write=True)  # type: ignore[attr-defined]
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(redis_key)
+        pipe.expire(redis_key, 2 * WINDOW_SECONDS, nx=True)
+        count = int(pipe.execute()[0])
+    else:
+        # The key outlives its window so that it cannot expire between add and incr.
+        cache.add(key, 0, timeout=2 * WINDOW_SECONDS)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted in between (a full cache): count afresh rather than fail the call
+            cache.add(key, 1, timeout=2 * WINDOW_SECONDS)
+            count = 1
     retry_after = max(1, math.ceil((window + 1) * WINDOW_SECONDS - now))
     return count <= limit, retry_after
 

@@ -42,7 +42,7 @@ from approvals.api.serializers import (
     remembered_approval_representation,
     storable_moment,
 )
-from approvals.models import Agent, ProposedAction, RememberedApproval, Status
+from approvals.models import Agent, Label, ProposedAction, RememberedApproval, Status
 from approvals.tasks import evaluate_action
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
@@ -65,15 +65,17 @@ def wait_seconds(request: Request) -> float:
 def _as_created(action: ProposedAction) -> None:
     """A just-created action has no decision and no labels: its representation needs no query."""
     action._state.fields_cache["decision"] = None
-    action._prefetched_objects_cache = {"labels": action.labels.none()}  # type: ignore[attr-defined]
+    action._prefetched_objects_cache = {"labels": Label.objects.none()}  # type: ignore[attr-defined]
 
 
 def _held(request: Request, action: ProposedAction, done: Any, *, seconds: float, reload: bool) -> ProposedAction:
     """The action after waiting ``seconds`` until ``done`` holds for it; ``reload`` reads it
     again even without waiting (after proposing, the embedded mode has evaluated it on commit)."""
+    if not reload and (not seconds or done(action)):
+        return action
     queryset = selectors.actions_visible_to(request.user)
     if not seconds or done(action):
-        return queryset.get(pk=action.pk) if reload else action
+        return queryset.get(pk=action.pk)
     return events.wait_for(str(action.id), seconds, lambda: queryset.get(pk=action.pk), done)
 
 
