@@ -10,34 +10,31 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 TAU_DIR = ROOT / "examples" / "tau_bench_airline"
 
-POLICY: dict[str, Any] = {
-    "version": 1,
-    "action_types": [
+# The refund type every benchmark and the test suite (tests/conftest.py) propose against.
+REFUND_TYPE: dict[str, Any] = {
+    "name": "refund",
+    "description": "Refund part or all of an order",
+    "params_schema": {
+        "type": "object",
+        "required": ["order_id", "amount"],
+        "properties": {"order_id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+    },
+    "base_risk": 0.1,
+    "auto_approve_max_risk": 0.3,
+    "amount_path": "amount",
+    "max_auto_amount": 100,
+    "review_sla_minutes": 30,
+    "expire_after_minutes": 1440,
+    "rules": [
         {
-            "name": "refund",
-            "description": "Refund part or all of an order",
-            "params_schema": {
-                "type": "object",
-                "required": ["order_id", "amount"],
-                "properties": {"order_id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
-            },
-            "base_risk": 0.1,
-            "auto_approve_max_risk": 0.3,
-            "amount_path": "amount",
-            "max_auto_amount": 100,
-            "review_sla_minutes": 30,
-            "expire_after_minutes": 1440,
-            "rules": [
-                {
-                    "name": "order_was_looked_up",
-                    "require": "trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id)",
-                    "on_fail": "review",
-                    "message": "Refund for an order the agent never looked up",
-                }
-            ],
+            "name": "order_was_looked_up",
+            "require": "trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id)",
+            "on_fail": "review",
+            "message": "Refund for an order the agent never looked up",
         }
     ],
 }
+POLICY: dict[str, Any] = {"version": 1, "action_types": [REFUND_TYPE]}
 
 
 def small_body(amount: float = 40, order_id: str = "A-1042") -> dict[str, Any]:

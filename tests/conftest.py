@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -21,6 +22,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from approvals import services
+from bench.workload import REFUND_TYPE
 from escalation_app.celery import app as celery_app
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -29,29 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_POLICY: dict[str, Any] = {
     "version": 1,
     "action_types": [
-        {
-            "name": "refund",
-            "description": "Refund part or all of an order",
-            "params_schema": {
-                "type": "object",
-                "required": ["order_id", "amount"],
-                "properties": {"order_id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
-            },
-            "base_risk": 0.1,
-            "auto_approve_max_risk": 0.3,
-            "amount_path": "amount",
-            "max_auto_amount": 100,
-            "review_sla_minutes": 30,
-            "expire_after_minutes": 1440,
-            "rules": [
-                {
-                    "name": "order_was_looked_up",
-                    "require": "trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id)",
-                    "on_fail": "review",
-                    "message": "Refund for an order the agent never looked up",
-                }
-            ],
-        },
+        REFUND_TYPE,
         {"name": "escalate_ticket", "params_schema": {"type": "object"}, "mode": "review"},
         {"name": "delete_account", "params_schema": {"type": "object"}, "mode": "block"},
     ],
@@ -239,28 +219,17 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-@pytest.fixture
-def asgi_server(celery_worker_process: str, tmp_path: Path) -> Iterator[str]:
-    """uvicorn serving escalation_app.asgi:application (HTTP and websockets) on loopback, on the
-    test database, with the real worker evaluating what it stores."""
+@contextlib.contextmanager
+def uvicorn_server(log: Path, *, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> Iterator[str]:
+    """uvicorn serving escalation_app.asgi:application (HTTP and websockets) on a free loopback port,
+    on the test database (``env`` adds to or overrides the environment); yields its base URL."""
     port = free_port()
-    log = tmp_path / "uvicorn.log"
+    command = [sys.executable, "-m", "uvicorn", "escalation_app.asgi:application"]
     with log.open("wb") as out:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "escalation_app.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
+            [*command, "--host", "127.0.0.1", "--port", str(port), *args],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": subprocess_database_url()},
+            env={**os.environ, "DATABASE_URL": subprocess_database_url(), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -270,3 +239,11 @@ def asgi_server(celery_worker_process: str, tmp_path: Path) -> Iterator[str]:
         yield base
     finally:
         stop(server)
+
+
+@pytest.fixture
+def asgi_server(celery_worker_process: str, tmp_path: Path) -> Iterator[str]:
+    """uvicorn with two worker processes on the test database, with the real worker evaluating what
+    it stores."""
+    with uvicorn_server(tmp_path / "uvicorn.log", args=("--workers", "2")) as base:
+        yield base

@@ -4,7 +4,6 @@ probes, JSON log lines from a real worker and a real server, and the operations 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from rest_framework.test import APIClient
 
 from approvals import services
 from approvals.models import ProposedAction, Status, WebhookDelivery
-from tests.conftest import LOOKED_UP, ROOT, TEST_POLICY, free_port, stop, subprocess_database_url, wait_until_serving
+from tests.conftest import LOOKED_UP, ROOT, TEST_POLICY, free_port, uvicorn_server
 from tests.factories import AgentFactory, UserFactory
 
 # A type whose rule cannot be evaluated (a missing key is an error in CEL): the action is held and
@@ -332,31 +331,9 @@ def test_worker_evaluation_is_observed_logged_and_ready(
 @pytest.fixture
 def json_logging_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """uvicorn on loopback logging as in production (JSON, INFO), on the test database."""
-    port, log = free_port(), tmp_path / "uvicorn.log"
-    env = {**os.environ, "DATABASE_URL": subprocess_database_url(), "GATE_LOG_FORMAT": "json", "GATE_LOG_LEVEL": "INFO"}
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "escalation_app.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, server, log)
+    log = tmp_path / "uvicorn.log"
+    with uvicorn_server(log, env={"GATE_LOG_FORMAT": "json", "GATE_LOG_LEVEL": "INFO"}) as base:
         yield base, log
-    finally:
-        stop(server)
 
 
 @pytest.mark.server

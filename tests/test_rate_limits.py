@@ -4,8 +4,6 @@ every server process, a default from settings and a per-agent override."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -22,7 +20,7 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from approvals.api.throttling import WINDOW_SECONDS, agent_rate_hit
-from tests.conftest import ROOT, free_port, stop, subprocess_database_url, wait_until_serving
+from tests.conftest import uvicorn_server
 from tests.factories import AgentFactory
 
 
@@ -141,33 +139,8 @@ def test_embedded_mode_counts_in_the_local_cache(db: None) -> None:
 @pytest.fixture
 def two_process_server(django_db_setup: None, tmp_path: Path) -> Iterator[str]:
     """uvicorn with two worker processes on the test database and this run's Redis."""
-    port = free_port()
-    log = tmp_path / "uvicorn.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "escalation_app.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": subprocess_database_url()},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, server, log)
+    with uvicorn_server(tmp_path / "uvicorn.log", args=("--workers", "2")) as base:
         yield base
-    finally:
-        stop(server)
 
 
 @pytest.mark.server

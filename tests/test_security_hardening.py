@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -22,7 +19,7 @@ from rest_framework.test import APIClient
 
 from approvals import services
 from approvals.models import WebhookDelivery
-from tests.conftest import LOOKED_UP, ROOT, free_port, stop, subprocess_database_url, wait_until_serving
+from tests.conftest import LOOKED_UP, uvicorn_server
 from tests.test_webhooks import Receiver
 
 SECRET_KEY = "a-long-random-production-secret-key-0123456789-abcdefghijklmnopq"
@@ -42,33 +39,15 @@ def attributes(set_cookie: str) -> set[str]:
 def secure_server(django_db_setup: None, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """uvicorn with DJANGO_SECURE=1, behind a (pretend) TLS proxy: X-Forwarded-Proto says https.
     It logs at DEBUG, so that its log can be searched for secrets."""
-    port = free_port()
     log = tmp_path / "server.log"
     env = {
-        **os.environ,
-        "DATABASE_URL": subprocess_database_url(),
         "DJANGO_SECURE": "1",
         "DJANGO_SECRET_KEY": SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "GATE_LOG_LEVEL": "DEBUG",
     }
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "escalation_app.asgi:application"),
-                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "debug"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base, server, log)
+    with uvicorn_server(log, env=env, args=("--log-level", "debug")) as base:
         yield base, log
-    finally:
-        stop(server)
 
 
 @pytest.mark.server
