@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,26 @@ async def _group_send_within(layer: Any, message: dict[str, Any], timeout: float
     await asyncio.wait_for(layer.group_send(QUEUE_GROUP, message), timeout)
 
 
+_loop_lock = threading.Lock()
+_loop: tuple[int, asyncio.AbstractEventLoop] | None = None
+
+
+def _push_loop() -> asyncio.AbstractEventLoop:
+    """This process's event loop for channel-layer sends, running in a daemon thread.
+
+    One loop for the life of the process keeps the channel layer's Redis connection open (the layer
+    pools connections per loop; ``async_to_sync`` would make a loop, and a connection, per push). A
+    forked child (Celery's pool, gunicorn's workers) starts its own.
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop[0] != os.getpid() or _loop[1].is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="gate-channel-push", daemon=True).start()
+            _loop = (os.getpid(), loop)
+        return _loop[1]
+
+
 def _channel(action_id: str) -> str:
     return f"gate:action:{action_id}"
 
@@ -60,7 +81,13 @@ def action_changed(*, action_id: str, status: str, event: str, extra: dict[str, 
             message.update(extra)
         try:
             # Bounded: a hung Redis must not hold the request or task that made the change.
-            async_to_sync(_group_send_within)(layer, message, PUSH_TIMEOUT_SECONDS)
+            if settings.REDIS_URL:
+                future = asyncio.run_coroutine_threadsafe(
+                    _group_send_within(layer, message, PUSH_TIMEOUT_SECONDS), _push_loop()
+                )
+                future.result(timeout=PUSH_TIMEOUT_SECONDS + 1)
+            else:  # the in-memory layer lives on the caller's loop (the embedded demo, the tests)
+                async_to_sync(_group_send_within)(layer, message, PUSH_TIMEOUT_SECONDS)
         except Exception:
             logger.warning("could not push change of action %s to the review pages", action_id, exc_info=True)
 

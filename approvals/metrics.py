@@ -84,22 +84,24 @@ def _key(name: str) -> str:
     return f"{settings.GATE_OBS_REDIS_PREFIX}{name}"
 
 
-def _add(name: str, increments: dict[str, float]) -> None:
-    """Add to fields of one hash, all together (MULTI), never raising: losing one observation is
-    better than failing the evaluation or decision that made it."""
+def _add(*updates: tuple[str, dict[str, float]]) -> None:
+    """Add to fields of hashes (name, {field: amount}), all together in one MULTI round trip, never
+    raising: losing one observation is better than failing the evaluation or decision that made it."""
     if not settings.REDIS_URL:
-        _local.add(name, increments)
+        for name, increments in updates:
+            _local.add(name, increments)
         return
     try:
         pipe = redis_client().pipeline(transaction=True)
-        for field_name, amount in increments.items():
-            if float(amount).is_integer():
-                pipe.hincrby(_key(name), field_name, int(amount))
-            else:
-                pipe.hincrbyfloat(_key(name), field_name, amount)
+        for name, increments in updates:
+            for field_name, amount in increments.items():
+                if float(amount).is_integer():
+                    pipe.hincrby(_key(name), field_name, int(amount))
+                else:
+                    pipe.hincrbyfloat(_key(name), field_name, amount)
         pipe.execute()
     except redis.RedisError as exc:
-        logger.warning("could not record metric %s: %s", name, exc)
+        logger.warning("could not record metrics %s: %s", ", ".join(name for name, _ in updates), exc)
 
 
 def _field(labels: tuple[str, ...], part: str) -> str:
@@ -136,31 +138,38 @@ HISTOGRAMS = (EVALUATION_DURATION, EVALUATION_WAIT, REVIEW_DURATION)
 RULE_ERRORS = "gate_rule_errors_total"
 
 
-def observe(histogram: Histogram, labels: tuple[str, ...], value: float) -> None:
-    """Record one observation: its bucket's count, the sum and the count, in one MULTI."""
-    if not math.isfinite(value):
-        return
+def _observation(histogram: Histogram, labels: tuple[str, ...], value: float) -> tuple[str, dict[str, float]]:
+    """One observation as hash increments: its bucket's count, the sum and the count."""
     value = max(value, 0.0)
     bucket = bisect_left(histogram.buckets, value)  # the first bound >= value; len() is +Inf
-    _add(
-        histogram.name,
-        {_field(labels, str(bucket)): 1, _field(labels, "sum"): value, _field(labels, "count"): 1},
-    )
+    return histogram.name, {_field(labels, str(bucket)): 1, _field(labels, "sum"): value, _field(labels, "count"): 1}
+
+
+def observe(histogram: Histogram, labels: tuple[str, ...], value: float) -> None:
+    """Record one observation, in one MULTI."""
+    if math.isfinite(value):
+        _add(_observation(histogram, labels, value))
 
 
 def record_evaluation(*, action: ProposedAction, duration: float) -> None:
-    """After a worker evaluated ``action``: its duration, its wait since proposed, its rule errors."""
+    """After a worker evaluated ``action``: its duration, its wait since proposed, its rule errors,
+    in one round trip."""
     name = action.action_type.name
-    observe(EVALUATION_DURATION, (name,), duration)
+    updates = []
+    if math.isfinite(duration):
+        updates.append(_observation(EVALUATION_DURATION, (name,), duration))
     if action.evaluated_at is not None and action.created_at is not None:
-        observe(EVALUATION_WAIT, (name,), (action.evaluated_at - action.created_at).total_seconds())
+        updates.append(
+            _observation(EVALUATION_WAIT, (name,), (action.evaluated_at - action.created_at).total_seconds())
+        )
     errors: dict[str, float] = {}
     for finding in action.findings or []:
         if isinstance(finding, dict) and finding.get("outcome") == "error":
             rule_field = _field((name, str(finding.get("rule", ""))), "n")
             errors[rule_field] = errors.get(rule_field, 0) + 1
     if errors:
-        _add(RULE_ERRORS, errors)
+        updates.append((RULE_ERRORS, errors))
+    _add(*updates)
 
 
 def record_review(*, action: ProposedAction, verdict: str) -> None:
