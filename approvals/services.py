@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from approvals import audit_chain, events, metrics, policy, selectors
@@ -81,13 +81,13 @@ def audit_record(
 ) -> AuditEvent:
     """The one writer of audit events; call it inside the transaction that makes the change.
 
-    ``new_chain``: the caller created ``action`` in this very transaction, so its chain is empty and
-    nobody else can write to it yet: the first link needs neither the lock nor a look at the chain
-    (the unique (chain, seq) constraint still guards it).
-
     Appends a link to the event's hash chain (the action's, or the gate chain): the chain's writers are
     serialised by a transaction-scoped advisory lock (PostgreSQL; SQLite transactions are serial), held
     until the caller's transaction ends, so chains of different actions never wait on each other.
+
+    ``new_chain``: the caller created ``action`` in this very transaction, so its chain is empty and
+    nobody else can write to it yet: the first link needs neither the lock nor a look at the chain
+    (the unique (chain, seq) constraint still guards it).
     """
     chain = audit_chain.chain_of(action.pk if action is not None else None)
     with transaction.atomic(savepoint=False):
@@ -269,8 +269,8 @@ def agent_authenticate(token: str) -> Agent | None:
         return None
     digest = token_hash(token)
     now = timezone.now()
-    # Each column has its own unique index: two index look-ups, the second only for a token in the
-    # grace period of a rotation (an OR of both would scan the table).
+    # Each column has its own unique index: the current token first, and only when that misses a
+    # token still in the grace period of a rotation.
     agent = Agent.objects.filter(token_hash=digest).first() or (
         Agent.objects.filter(previous_token_hash=digest, previous_token_expires_at__gt=now).first()
     )
@@ -561,6 +561,15 @@ def action_hold_for_review(*, action_id: str, error: str) -> bool:
 REMEMBER_MAX_MINUTES = 24 * 60
 
 
+def _locking_actions() -> QuerySet[ProposedAction]:
+    """Actions row-locked until the transaction ends, with what their representation needs.
+
+    Only the action's own row is locked: locking the joined agent and type rows too would queue (and
+    could deadlock) every concurrent proposal of that agent, whose insert key-share-locks them.
+    """
+    return ProposedAction.objects.select_for_update(of=("self",)).select_related("action_type", "agent")
+
+
 def action_decide(
     *, action_id: str, user: User, verdict: str, reason: str = "", remember_minutes: int | None = None
 ) -> ProposedAction:
@@ -577,13 +586,7 @@ def action_decide(
         if isinstance(remember_minutes, bool) or not 1 <= remember_minutes <= REMEMBER_MAX_MINUTES:
             raise ServiceError(f"remember_minutes must be between 1 and {REMEMBER_MAX_MINUTES}")
     with transaction.atomic():
-        # Only the action's row: locking the joined agent and type rows too would queue (and could
-        # deadlock) every concurrent proposal of that agent, whose insert takes a key-share lock on them.
-        action = (
-            ProposedAction.objects.select_for_update(of=("self",))
-            .select_related("action_type", "agent")
-            .get(pk=action_id)
-        )
+        action = _locking_actions().get(pk=action_id)
         gate_logging.bind_action(action)
         if action.status != Status.NEEDS_REVIEW:
             raise ActionConflict(f"action is {action.status}, not needs_review: it cannot be decided")
@@ -630,12 +633,7 @@ def action_decide(
 
 def _locked_action(action_id: str) -> ProposedAction | None:
     """The action, row-locked until the transaction ends, with what its representation needs."""
-    return (
-        ProposedAction.objects.select_for_update(of=("self",))
-        .select_related("action_type", "agent")
-        .filter(pk=action_id)
-        .first()
-    )
+    return _locking_actions().filter(pk=action_id).first()
 
 
 def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
@@ -751,11 +749,7 @@ def action_claim(*, action_id: str, user: User) -> ProposedAction:
 def action_cancel(*, action_id: str, agent: Agent) -> ProposedAction:
     """The agent withdraws its own pending or held action."""
     with transaction.atomic():
-        action = (
-            ProposedAction.objects.select_for_update(of=("self",))
-            .select_related("action_type", "agent")
-            .get(pk=action_id, agent=agent)
-        )
+        action = _locking_actions().get(pk=action_id, agent=agent)
         if action.status not in (Status.PENDING, Status.NEEDS_REVIEW):
             raise ActionConflict(f"action is {action.status}: only pending or needs_review actions can be cancelled")
         previous = action.status
@@ -814,11 +808,7 @@ def action_report_outcome(
 ) -> ProposedAction:
     """Contract §2: the owning agent says, once, what happened when it acted on an approval."""
     with transaction.atomic():
-        action = (
-            ProposedAction.objects.select_for_update(of=("self",))
-            .select_related("action_type", "agent")
-            .get(pk=action_id, agent=agent)
-        )
+        action = _locking_actions().get(pk=action_id, agent=agent)
         if action.status not in (Status.APPROVED, Status.AUTO_APPROVED):
             raise ActionConflict(f"action is {action.status}: outcomes are reported for approved actions only")
         if action.outcome_at is not None:
