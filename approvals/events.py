@@ -6,6 +6,7 @@ that was rolled back.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
@@ -80,23 +81,37 @@ def action_changed(*, action_id: str, status: str, event: str, extra: dict[str, 
         if extra:
             message.update(extra)
         try:
-            # Bounded: a hung Redis must not hold the request or task that made the change.
             if settings.REDIS_URL:
+                # Sent by this process's push loop while the caller goes on: a review page learns
+                # of the change a moment later, an agent waiting on it (above) is not held for it,
+                # and a hung Redis holds nobody (each send is bounded; one loop keeps their order).
                 future = asyncio.run_coroutine_threadsafe(
                     _group_send_within(layer, message, PUSH_TIMEOUT_SECONDS), _push_loop()
                 )
-                future.result(timeout=PUSH_TIMEOUT_SECONDS + 1)
+                future.add_done_callback(lambda done: _log_push_failure(done, action_id))
             else:  # the in-memory layer lives on the caller's loop (the embedded demo, the tests)
                 async_to_sync(_group_send_within)(layer, message, PUSH_TIMEOUT_SECONDS)
         except Exception:
             logger.warning("could not push change of action %s to the review pages", action_id, exc_info=True)
 
 
-def wait_for(action_id: str, timeout: float, load: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
-    """Return ``load()`` once ``done`` holds for it or ``timeout`` seconds have passed.
+def _log_push_failure(done: concurrent.futures.Future[None], action_id: str) -> None:
+    error = None if done.cancelled() else done.exception()
+    if error is not None:
+        logger.warning(
+            "could not push change of action %s to the review pages", action_id, exc_info=(type(error), error, None)
+        )
 
-    With Redis, waits on the action's pub/sub channel (subscribed before the first read, so no
-    change is missed); embedded, polls the database with a growing interval.
+
+def wait_for(
+    action_id: str, timeout: float, status_of: Callable[[], str | None], done: Callable[[str | None], bool]
+) -> None:
+    """Return once ``done`` holds for the action's status, or ``timeout`` seconds have passed.
+
+    With Redis: subscribes to the action's channel, reads the status once with ``status_of`` (so a
+    change published before the subscription took effect is not missed), then takes each status
+    published on the channel, reading it again at least every second. Embedded: polls ``status_of``
+    with a growing interval. The caller reads the action itself once, afterwards.
     """
     deadline = time.monotonic() + timeout
     client = _redis()
@@ -108,23 +123,26 @@ def wait_for(action_id: str, timeout: float, load: Callable[[], Any], done: Call
             logger.warning("waiting on action %s without Redis", action_id, exc_info=True)
         else:
             try:
-                while True:
-                    current = load()
+                status = status_of()
+                while not done(status):
                     remaining = deadline - time.monotonic()
-                    if done(current) or remaining <= 0:
-                        return current
-                    # Wake at least every second: a message published before the subscription
-                    # took effect is caught by the re-read.
-                    pubsub.get_message(timeout=min(remaining, 1.0))
+                    if remaining <= 0:
+                        return
+                    message = pubsub.get_message(timeout=min(remaining, 1.0))
+                    if message is None:
+                        status = status_of()
+                    elif message.get("type") == "message":
+                        data = message["data"]
+                        status = data.decode() if isinstance(data, bytes) else str(data)
+                return
             except redis.RedisError:
                 logger.warning("lost Redis while waiting on action %s", action_id, exc_info=True)
             finally:
                 pubsub.close()
     interval = 0.005
     while True:
-        current = load()
         remaining = deadline - time.monotonic()
-        if done(current) or remaining <= 0:
-            return current
+        if done(status_of()) or remaining <= 0:
+            return
         time.sleep(min(interval, remaining))
         interval = min(interval * 2, 0.25)

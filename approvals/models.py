@@ -161,8 +161,10 @@ class Agent(models.Model):
 
 class ProposedAction(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="actions")
-    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="actions")
+    # No single-column indexes on these two: action_agent_idx and action_type_status_idx lead with
+    # them. Every index is written by each proposal and again by each decision (status changes).
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="actions", db_index=False)
+    action_type = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="actions", db_index=False)
     params = models.JSONField()
     trajectory_raw = models.JSONField(null=True, blank=True)
     trajectory = models.JSONField(default=list)
@@ -195,7 +197,12 @@ class ProposedAction(models.Model):
     ground_truth = models.CharField(max_length=10, choices=LabelValue.choices, null=True, blank=True)  # noqa: DJ001
     # The reviewer's remembered approval that let this action through, if one did.
     remembered_approval = models.ForeignKey(
-        "RememberedApproval", null=True, blank=True, on_delete=models.PROTECT, related_name="applied_to"
+        "RememberedApproval",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="applied_to",
+        db_index=False,  # action_remembered_idx: only the rows that have one
     )
     # What the agent reported when it acted (contract §2 outcome), once.
     outcome_executed = models.BooleanField(null=True, blank=True)
@@ -204,7 +211,12 @@ class ProposedAction(models.Model):
     outcome_at = models.DateTimeField(null=True, blank=True)
     # An advisory claim from the review UI: who has the item open, until when. Never blocks a decision.
     claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # action_claimed_idx: only the rows that have one
     )
     claimed_until = models.DateTimeField(null=True, blank=True)
 
@@ -239,6 +251,12 @@ class ProposedAction(models.Model):
             models.Index(fields=["-created_at"], condition=Q(audit_flagged=True), name="action_audit_idx"),
             models.Index(fields=["agent", "-created_at"], name="action_agent_idx"),
             models.Index(fields=["action_type", "status"], name="action_type_status_idx"),
+            models.Index(fields=["claimed_by"], condition=Q(claimed_by__isnull=False), name="action_claimed_idx"),
+            models.Index(
+                fields=["remembered_approval"],
+                condition=Q(remembered_approval__isnull=False),
+                name="action_remembered_idx",
+            ),
             models.Index(fields=["created_at"], condition=Q(status=Status.PENDING), name="action_pending_idx"),
             # Threshold sweeps: an index-only scan over a type's labelled history.
             models.Index(
@@ -326,9 +344,17 @@ class Decision(models.Model):
     action = models.OneToOneField(ProposedAction, on_delete=models.CASCADE, related_name="decision")
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     by_policy = models.BooleanField(default=False)
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    # NULL for the policy's decisions (most of them): indexed only where a person decided.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, db_index=False
+    )
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["reviewer"], condition=Q(reviewer__isnull=False), name="decision_reviewer_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.by}"
@@ -361,8 +387,8 @@ class Label(models.Model):
 class AuditEvent(models.Model):
     """Append-only record of every state change: who, what, when, from -> to."""
 
-    action = models.ForeignKey(
-        ProposedAction, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    action = models.ForeignKey(  # indexed by audit_action_idx, which leads with it
+        ProposedAction, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events", db_index=False
     )
     event = models.CharField(max_length=40)
     actor = models.CharField(max_length=200)

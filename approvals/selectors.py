@@ -58,6 +58,26 @@ def compiled_policy_for(action_type: ActionType) -> policy.CompiledPolicy:
     return compiled
 
 
+_types: dict[tuple[int, int], ActionType] = {}
+
+
+def action_type_at_version(pk: int, version: int) -> ActionType:
+    """The action type ``pk`` as it stood at policy ``version``, read once per version per process.
+
+    Every change of a type (import, admin, applied thresholds) gives it a new ``policy_version`` in
+    the transaction that makes it, so a (pk, version) pair names one content, as for the compiled
+    policy above. The instance is shared: read it, never change it.
+    """
+    found = _types.get((pk, version))
+    if found is None:
+        found = ActionType.objects.get(pk=pk)
+        with _compiled_lock:
+            for stale in [k for k in _types if k[0] == pk]:
+                del _types[stale]
+            _types[(pk, found.policy_version)] = found
+    return found
+
+
 def policy_document_current() -> dict[str, Any]:
     types = ActionType.objects.prefetch_related("rules").order_by("name")
     return policy.build_document([action_type_spec(t) for t in types])

@@ -16,11 +16,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from approvals import audit_chain, events, metrics, policy, selectors
+from approvals import audit_chain, events, metrics, policy, selectors, statements
 from approvals import logging as gate_logging
 from approvals.models import (
     ActionType,
@@ -91,15 +91,7 @@ def audit_record(
     """
     chain = audit_chain.chain_of(action.pk if action is not None else None)
     with transaction.atomic(savepoint=False):
-        connection = transaction.get_connection()
-        if not new_chain and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [audit_chain.advisory_key(chain)])
-        last = (
-            None
-            if new_chain
-            else AuditEvent.objects.filter(chain=chain).order_by("-seq").values_list("seq", "hash").first()
-        )
+        last = None if new_chain else statements.lock_chain_and_read_last_link(chain)
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit_chain.GENESIS)
         record = AuditEvent(
             action=action,
@@ -114,7 +106,7 @@ def audit_record(
             prev_hash=prev_hash,
         )
         record.hash = audit_chain.event_hash(record, prev_hash)
-        record.save(force_insert=True)
+        statements.insert(record)
     return record
 
 
@@ -324,7 +316,7 @@ def action_propose(
         trajectory = policy.normalize_trajectory(trajectory_raw)
     try:
         with transaction.atomic():
-            action = ProposedAction.objects.create(
+            action = ProposedAction(
                 agent=agent,
                 action_type=action_type,
                 params=params,
@@ -338,6 +330,7 @@ def action_propose(
                 request_fingerprint=fingerprint,
                 callback_url=callback_url,
             )
+            statements.insert(action)
             audit_record(
                 action=action, event="proposed", actor=actor_of_agent(agent), to_status=Status.PENDING, new_chain=True
             )
@@ -451,14 +444,13 @@ def _apply_decision(action: ProposedAction, decision: policy.Decision, *, actor:
         fields["sla_deadline"] = now + timedelta(minutes=spec_sla) if spec_sla else None
         fields["expires_at"] = now + timedelta(minutes=spec_expiry) if spec_expiry else None
     with transaction.atomic():
-        updated = ProposedAction.objects.filter(pk=action.pk, status=Status.PENDING).update(**fields)
-        if not updated:
+        if not statements.update(ProposedAction, fields, {"id": action.pk, "status": Status.PENDING}):
             return False
         for name, value in fields.items():
             setattr(action, name, value)
         if final:
             verdict = Verdict.APPROVE if decision.status == policy.AUTO_APPROVED else Verdict.REJECT
-            Decision.objects.create(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision))
+            statements.insert(Decision(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision)))
         audit_record(
             action=action,
             event="evaluated",
@@ -489,19 +481,51 @@ def _finite_amount(action: ProposedAction) -> float | None:
     return float(value)
 
 
+def _load_for_evaluation(action_id: str) -> tuple[ProposedAction, dict[str, str] | None] | None:
+    """The pending action ``action_id`` with its agent and type, its evaluation attempt counted (and
+    committed: a worker killed mid-way counts too), and the refused identical proposal the built-in
+    check needs; None when it is not pending.
+
+    On PostgreSQL one statement (the evaluation's hot path: it replaced three); the embedded SQLite
+    mode reads and counts with the ORM.
+    """
+    if connection.vendor != "postgresql":
+        action = (
+            ProposedAction.objects.select_related("agent", "action_type")
+            .filter(pk=action_id, status=Status.PENDING)
+            .first()
+        )
+        if action is None:
+            return None
+        ProposedAction.objects.filter(pk=action.pk).update(evaluation_attempts=F("evaluation_attempts") + 1)
+        action.evaluation_attempts += 1
+        refused = selectors.refused_identical_proposal(action) if action.action_type.builtin_checks else None
+        return action, refused
+    loaded = statements.count_attempt_and_load(action_id, repeat_window=selectors.REPEAT_WINDOW)
+    if loaded is None:
+        return None
+    action, agent_name, type_version, refused_repeat = loaded
+    action.agent = Agent.from_db(connection.alias, ["id", "name"], [action.agent_id, agent_name])
+    action.action_type = selectors.action_type_at_version(action.action_type_id, type_version)
+    refused = None
+    if refused_repeat and action.action_type.builtin_checks:
+        refused_id, refused_status = refused_repeat.split(" ", 1)
+        refused = {"id": refused_id, "status": refused_status}
+    return action, refused
+
+
 def action_evaluate(*, action_id: str) -> ProposedAction | None:
     """Evaluate a pending action under its type's current policy. Running it twice decides once.
 
     Database errors propagate, so that the task is retried; any other fault holds the action.
     """
     started = time.perf_counter()
-    action = ProposedAction.objects.select_related("agent", "action_type").filter(pk=action_id).first()
-    if action is None or action.status != Status.PENDING:
-        return action
+    loaded = _load_for_evaluation(action_id)
+    if loaded is None:  # decided already (a repeated delivery), cancelled, or unknown
+        return ProposedAction.objects.select_related("agent", "action_type").filter(pk=action_id).first()
+    action, refused = loaded
     gate_logging.bind_action(action)
-    # Count the attempt before evaluating, so that a worker killed mid-way counts too.
-    ProposedAction.objects.filter(pk=action.pk).update(evaluation_attempts=F("evaluation_attempts") + 1)
-    attempts = action.evaluation_attempts + 1
+    attempts = action.evaluation_attempts
     if attempts > settings.GATE_MAX_EVALUATION_ATTEMPTS:
         action_hold_for_review(action_id=action_id, error=f"evaluation did not finish in {attempts - 1} attempts")
         action.refresh_from_db()
@@ -519,9 +543,7 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
                 agent={"name": action.agent.name},
                 trajectory=action.trajectory,
                 now=timezone.now(),
-                refused_repeat_of=selectors.refused_identical_proposal(action)
-                if action.action_type.builtin_checks
-                else None,
+                refused_repeat_of=refused,
                 remembered=selectors.remembered_approvals_for(action),
             ),
             budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000,

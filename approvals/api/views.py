@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -42,7 +43,7 @@ from approvals.api.serializers import (
     remembered_approval_representation,
     storable_moment,
 )
-from approvals.models import Agent, Label, ProposedAction, RememberedApproval, Status
+from approvals.models import FINAL_STATUSES, Agent, Label, ProposedAction, RememberedApproval, Status
 from approvals.tasks import evaluate_action
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
@@ -65,18 +66,24 @@ def wait_seconds(request: Request) -> float:
 def _as_created(action: ProposedAction) -> None:
     """A just-created action has no decision and no labels: its representation needs no query."""
     action._state.fields_cache["decision"] = None
-    action._prefetched_objects_cache = {"labels": Label.objects.none()}  # type: ignore[attr-defined]
+    # As prefetch_related leaves it: an evaluated queryset, which iterates without compiling SQL.
+    labels = Label.objects.none()
+    labels._result_cache, labels._prefetch_done = [], True  # type: ignore[attr-defined]
+    action._prefetched_objects_cache = {"labels": labels}  # type: ignore[attr-defined]
 
 
-def _held(request: Request, action: ProposedAction, done: Any, *, seconds: float, reload: bool) -> ProposedAction:
-    """The action after waiting ``seconds`` until ``done`` holds for it; ``reload`` reads it
-    again even without waiting (after proposing, the embedded mode has evaluated it on commit)."""
-    if not reload and (not seconds or done(action)):
+def _held(
+    request: Request, action: ProposedAction, done: Callable[[str | None], bool], *, seconds: float, reload: bool
+) -> ProposedAction:
+    """The action after waiting up to ``seconds`` until ``done`` holds for its status; ``reload``
+    reads it again even without waiting (after proposing, the embedded mode has evaluated it on
+    commit). The wait reads only the status; the action is read once, at the end."""
+    if not reload and (not seconds or done(action.status)):
         return action
-    queryset = selectors.actions_visible_to(request.user)
-    if not seconds or done(action):
-        return queryset.get(pk=action.pk)
-    return events.wait_for(str(action.id), seconds, lambda: queryset.get(pk=action.pk), done)
+    if seconds and not done(action.status):
+        status = ProposedAction.objects.filter(pk=action.pk).values_list("status", flat=True)
+        events.wait_for(str(action.id), seconds, status.first, done)
+    return selectors.actions_visible_to(request.user).get(pk=action.pk)
 
 
 class ActionCollectionView(APIView):
@@ -124,7 +131,7 @@ class ActionCollectionView(APIView):
         reload = not created or bool(evaluate_action.app.conf.task_always_eager)
         if not reload:
             _as_created(action)
-        action = _held(request, action, lambda a: a.status != Status.PENDING, seconds=seconds, reload=reload)
+        action = _held(request, action, lambda status: status != Status.PENDING, seconds=seconds, reload=reload)
         return Response(
             action_representation(action), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -141,7 +148,7 @@ class ActionDetailView(APIView):
     def get(self, request: Request, action_id: UUID) -> Response:
         seconds = wait_seconds(request)
         action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
-        action = _held(request, action, lambda a: a.is_final, seconds=seconds, reload=False)
+        action = _held(request, action, lambda status: status in FINAL_STATUSES, seconds=seconds, reload=False)
         return Response(action_representation(action))
 
 

@@ -53,11 +53,8 @@ class BareCreateView(APIView):
             transaction.on_commit(partial(touch_row.delay, str(action.id)))
         status = action.status
         wait = float(request.query_params.get("wait") or 0)
-        if wait:
-            status = events.wait_for(
-                str(action.id),
-                min(wait, 30.0),
-                lambda: ProposedAction.objects.values_list("status", flat=True).get(pk=action.id),
-                lambda s: s != Status.PENDING,
-            )
+        if wait:  # as the gate waits: the status read, the wait, the row read again
+            status_of = ProposedAction.objects.filter(pk=action.id).values_list("status", flat=True).first
+            events.wait_for(str(action.id), min(wait, 30.0), status_of, lambda s: s != Status.PENDING)
+            status = status_of()
         return Response({"id": str(action.id), "status": status}, status=201)
