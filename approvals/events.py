@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -103,46 +105,130 @@ def _log_push_failure(done: concurrent.futures.Future[None], action_id: str) -> 
         )
 
 
+class _ChangeListener:
+    """This process's one subscription to every action's channel (PSUBSCRIBE), shared by all the
+    requests waiting in it: a wait costs no Redis connection or command of its own.
+
+    A daemon thread holds the subscription and hands each published status to the waiters of that
+    action; it reconnects with a growing pause when Redis goes away. Started lazily, once per
+    process (a forked child starts its own).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._waiters: dict[str, set[queue.SimpleQueue[str]]] = {}
+        self._subscribed = threading.Event()
+        self._tried = threading.Event()
+        # A child forked while the listener held the lock would inherit it held: start afresh.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+
+    def _ensure_running(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._waiters, self._subscribed, self._tried = {}, threading.Event(), threading.Event()
+            threading.Thread(target=self._run, args=(self._pid,), name="gate-change-listener", daemon=True).start()
+
+    def register(self, action_id: str) -> queue.SimpleQueue[str] | None:
+        """An inbox for the statuses published for ``action_id`` from now on; None while the
+        subscription is down (the caller polls the database instead)."""
+        self._ensure_running()
+        self._tried.wait(timeout=1.0)  # the process's first wait gives the subscription a moment
+        if not self._subscribed.is_set():
+            return None
+        inbox: queue.SimpleQueue[str] = queue.SimpleQueue()
+        with self._lock:
+            self._waiters.setdefault(action_id, set()).add(inbox)
+        return inbox
+
+    def unregister(self, action_id: str, inbox: queue.SimpleQueue[str]) -> None:
+        with self._lock:
+            inboxes = self._waiters.get(action_id)
+            if inboxes is not None:
+                inboxes.discard(inbox)
+                if not inboxes:
+                    del self._waiters[action_id]
+
+    def _run(self, pid: int) -> None:
+        pause = 0.1
+        while self._pid == pid:
+            client = _redis()
+            pubsub = None
+            try:
+                if client is None:
+                    return
+                pubsub = client.pubsub()
+                pubsub.psubscribe(_channel("*"))
+                # Subscribed once Redis has confirmed it: a change published after that reaches us.
+                confirmation = pubsub.get_message(timeout=PUSH_TIMEOUT_SECONDS)
+                if confirmation is None or confirmation.get("type") != "psubscribe":
+                    raise redis.RedisError("no confirmation of the subscription")
+                self._subscribed.set()
+                self._tried.set()
+                pause = 0.1
+                while self._pid == pid:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "pmessage":
+                        self._deliver(message)
+            except Exception:
+                logger.warning("change listener lost its Redis subscription; waits poll meanwhile", exc_info=True)
+            finally:
+                self._subscribed.clear()
+                self._tried.set()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel, data = message["channel"], message["data"]
+        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        status = data.decode() if isinstance(data, bytes) else str(data)
+        with self._lock:
+            inboxes = list(self._waiters.get(channel.removeprefix(_channel("")), ()))
+        for inbox in inboxes:
+            inbox.put(status)
+
+
+_listener = _ChangeListener()
+
+
 def wait_for(
     action_id: str, timeout: float, status_of: Callable[[], str | None], done: Callable[[str | None], bool]
 ) -> None:
     """Return once ``done`` holds for the action's status, or ``timeout`` seconds have passed.
 
-    With Redis: subscribes to the action's channel, reads the status once with ``status_of`` (so a
-    change published before the subscription took effect is not missed), then takes each status
-    published on the channel, reading it again at least every second. Embedded: polls ``status_of``
-    with a growing interval. The caller reads the action itself once, afterwards.
+    Registers with the process's change listener, then reads the status once with ``status_of``
+    (so a change committed before the registration is not missed), then takes each status
+    published for the action, reading it again at least every second (a change published while
+    the listener reconnected). Without Redis, or while its subscription is down, polls
+    ``status_of`` with a growing interval. The caller reads the action itself once, afterwards.
     """
     deadline = time.monotonic() + timeout
-    client = _redis()
-    if client is not None:
-        try:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(_channel(action_id))
-        except redis.RedisError:
-            logger.warning("waiting on action %s without Redis", action_id, exc_info=True)
-        else:
-            try:
-                status = status_of()
-                while not done(status):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return
-                    message = pubsub.get_message(timeout=min(remaining, 1.0))
-                    if message is None:
-                        status = status_of()
-                    elif message.get("type") == "message":
-                        data = message["data"]
-                        status = data.decode() if isinstance(data, bytes) else str(data)
+    inbox = _listener.register(action_id) if settings.REDIS_URL else None
+    try:
+        interval = 0.005
+        status = status_of()
+        while not done(status):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return
-            except redis.RedisError:
-                logger.warning("lost Redis while waiting on action %s", action_id, exc_info=True)
-            finally:
-                pubsub.close()
-    interval = 0.005
-    while True:
-        remaining = deadline - time.monotonic()
-        if done(status_of()) or remaining <= 0:
-            return
-        time.sleep(min(interval, remaining))
-        interval = min(interval * 2, 0.25)
+            if inbox is not None:
+                try:
+                    status = inbox.get(timeout=min(remaining, 1.0))
+                except queue.Empty:
+                    status = status_of()
+            else:
+                time.sleep(min(interval, remaining))
+                interval = min(interval * 2, 0.25)
+                status = status_of()
+    finally:
+        if inbox is not None:
+            _listener.unregister(action_id, inbox)

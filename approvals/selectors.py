@@ -8,11 +8,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from approvals import evaluation, policy
-from approvals.models import ActionType, Agent, ProposedAction, RememberedApproval, Status
+from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
 
 # --- policies -----------------------------------------------------------------------------------
 
@@ -92,6 +92,24 @@ def actions_visible_to(principal: Any) -> QuerySet[ProposedAction]:
     if isinstance(principal, Agent):
         return queryset.filter(agent=principal)
     return queryset
+
+
+def actions_shown_to(principal: Any) -> QuerySet[ProposedAction]:
+    """``actions_visible_to``, each flagged ``has_labels`` (an EXISTS in the same query): the
+    representation of one without labels (most of them) then needs no query for them."""
+    return actions_visible_to(principal).annotate(has_labels=Exists(Label.objects.filter(action=OuterRef("pk"))))
+
+
+def labels_read(action: ProposedAction) -> ProposedAction:
+    """``action`` with ``action.labels.all()`` answered without a query when it is known to have
+    none (``has_labels`` False, or just created): an evaluated empty queryset, as prefetch_related
+    leaves one."""
+    if getattr(action, "has_labels", True):
+        return action
+    labels = Label.objects.none()
+    labels._result_cache, labels._prefetch_done = [], True  # type: ignore[attr-defined]
+    action._prefetched_objects_cache = {"labels": labels}  # type: ignore[attr-defined]
+    return action
 
 
 REPEAT_WINDOW = timedelta(hours=24)

@@ -55,16 +55,33 @@ def test_idempotent_replay_answers_the_stored_action(policy_v1: int, agent_clien
 def test_evaluation_query_budget(policy_v1: int, agent: Any) -> None:
     from approvals.models import ActionType
 
-    action, _ = services.action_propose(
-        agent=agent,
-        action_type=ActionType.objects.get(name="refund"),
-        params=BODY["params"],
-        fingerprint="f" * 64,
-        trajectory_raw=BODY["trajectory"],
+    warm, action = (
+        services.action_propose(
+            agent=agent,
+            action_type=ActionType.objects.get(name="refund"),
+            params=BODY["params"],
+            fingerprint="f" * 64,
+            trajectory_raw=BODY["trajectory"],
+        )[0]
+        for _ in range(2)
     )
+    services.action_evaluate(action_id=str(warm.id))  # reads the type and compiles its policy, once per version
     with CaptureQueriesContext(connection) as ctx:
         services.action_evaluate(action_id=str(action.id))
     assert ProposedAction.objects.get(pk=action.pk).status == Status.AUTO_APPROVED
-    # Load and count the attempt, rules, the repeat check, then one transaction: the update, the
-    # decision, the audit event (lock, last link, insert).
-    assert len(ctx.captured_queries) <= 11, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
+    # One statement counts the attempt and reads the action, its agent's name, its type's version and
+    # the repeat check (statements.count_attempt_and_load); then one transaction: the update, the
+    # decision, the audit event (lock, last link, insert); savepoint and release stand for BEGIN and
+    # COMMIT here.
+    assert len(ctx.captured_queries) <= 8, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
+
+
+def test_waiting_detail_read_budget(
+    policy_v1: int, agent_client: Any, with_worker_mode: None, django_assert_max_num_queries: Any
+) -> None:
+    created = agent_client.post("/api/v1/actions", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-3").json()
+    ProposedAction.objects.filter(pk=created["id"]).update(status=Status.BLOCKED)
+    # Authenticate, the action with a has-labels flag: no query for labels it does not have.
+    with django_assert_max_num_queries(2):
+        body = agent_client.get(created["url"] + "?wait=5").json()
+    assert (body["status"], body["labels"]) == ("blocked", [])

@@ -43,7 +43,7 @@ from approvals.api.serializers import (
     remembered_approval_representation,
     storable_moment,
 )
-from approvals.models import FINAL_STATUSES, Agent, Label, ProposedAction, RememberedApproval, Status
+from approvals.models import FINAL_STATUSES, Agent, ProposedAction, RememberedApproval, Status
 from approvals.tasks import evaluate_action
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
@@ -66,10 +66,8 @@ def wait_seconds(request: Request) -> float:
 def _as_created(action: ProposedAction) -> None:
     """A just-created action has no decision and no labels: its representation needs no query."""
     action._state.fields_cache["decision"] = None
-    # As prefetch_related leaves it: an evaluated queryset, which iterates without compiling SQL.
-    labels = Label.objects.none()
-    labels._result_cache, labels._prefetch_done = [], True  # type: ignore[attr-defined]
-    action._prefetched_objects_cache = {"labels": labels}  # type: ignore[attr-defined]
+    action.has_labels = False  # type: ignore[attr-defined]
+    selectors.labels_read(action)
 
 
 def _held(
@@ -83,7 +81,7 @@ def _held(
     if seconds and not done(action.status):
         status = ProposedAction.objects.filter(pk=action.pk).values_list("status", flat=True)
         events.wait_for(str(action.id), seconds, status.first, done)
-    return selectors.actions_visible_to(request.user).get(pk=action.pk)
+    return selectors.labels_read(selectors.actions_shown_to(request.user).get(pk=action.pk))
 
 
 class ActionCollectionView(APIView):
@@ -147,7 +145,7 @@ class ActionDetailView(APIView):
     )
     def get(self, request: Request, action_id: UUID) -> Response:
         seconds = wait_seconds(request)
-        action = get_object_or_404(selectors.actions_visible_to(request.user), pk=action_id)
+        action = selectors.labels_read(get_object_or_404(selectors.actions_shown_to(request.user), pk=action_id))
         action = _held(request, action, lambda status: status in FINAL_STATUSES, seconds=seconds, reload=False)
         return Response(action_representation(action))
 
