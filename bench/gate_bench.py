@@ -121,7 +121,7 @@ def machine() -> dict[str, str]:
         "Python": platform.python_version(),
         "PostgreSQL": f"{pg} (max_connections {max_conn})",
         "Redis": str(info.get("redis_version")),
-        "Load generator": f"{wrk_version.strip()} (throughput); asyncio + httpx open loop (latency)",
+        "Load generator": f"{wrk_version.strip()} (throughput); an open-loop client on asyncio streams (latency)",
     }
 
 
@@ -272,11 +272,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of the children it has reaped (PostgreSQL's backends that closed,
+    gunicorn's recycled workers): utime + stime + cutime + cstime."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
 def cpu_by_role(s: Stack) -> Counter[str]:

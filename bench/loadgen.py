@@ -160,14 +160,25 @@ async def _open_loop(
 
     async def one(scheduled: float) -> None:
         nonlocal errors
+        lines = [f"POST {target} HTTP/1.1", f"Host: {parsed.netloc}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers().items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
         async with in_flight:
-            connection = idle.pop() if idle else None
+            connection = None
             try:
+                # A kept-alive connection the server has closed meanwhile (its keep-alive timeout)
+                # fails before any answer: the request goes again, once, on a new connection.
+                while idle:
+                    connection = idle.pop()
+                    try:
+                        code, content, keep_alive = await connection.post(head, body)
+                        break
+                    except (OSError, asyncio.IncompleteReadError):
+                        connection.close()
+                        connection = None
                 if connection is None:
                     connection = _Connection(*await asyncio.open_connection(host, port))
-                lines = [f"POST {target} HTTP/1.1", f"Host: {parsed.netloc}", f"Content-Length: {len(body)}"]
-                lines += [f"{name}: {value}" for name, value in headers().items()]
-                code, content, keep_alive = await connection.post(("\r\n".join(lines) + "\r\n\r\n").encode(), body)
+                    code, content, keep_alive = await connection.post(head, body)
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 errors += 1
                 count(type(exc).__name__)
