@@ -151,34 +151,29 @@ def observe(histogram: Histogram, labels: tuple[str, ...], value: float) -> None
         _add(_observation(histogram, labels, value))
 
 
-def record_evaluation(*, action: ProposedAction, duration: float) -> None:
-    """After a worker evaluated ``action``: its duration, its wait since proposed, its rule errors,
-    in one round trip."""
-    name = action.action_type.name
+def record_evaluation(
+    *, action_type: str, duration: float | None, wait: float | None, rule_errors: list[str]
+) -> None:
+    """After a worker evaluated an action of ``action_type``: how long it took, how long the action
+    waited since proposed, and the rules that raised errors, in one round trip."""
     updates = []
-    if math.isfinite(duration):
-        updates.append(_observation(EVALUATION_DURATION, (name,), duration))
-    if action.evaluated_at is not None and action.created_at is not None:
-        updates.append(
-            _observation(EVALUATION_WAIT, (name,), (action.evaluated_at - action.created_at).total_seconds())
-        )
+    if duration is not None and math.isfinite(duration):
+        updates.append(_observation(EVALUATION_DURATION, (action_type,), duration))
+    if wait is not None and math.isfinite(wait):
+        updates.append(_observation(EVALUATION_WAIT, (action_type,), wait))
     errors: dict[str, float] = {}
-    for finding in action.findings or []:
-        if isinstance(finding, dict) and finding.get("outcome") == "error":
-            rule_field = _field((name, str(finding.get("rule", ""))), "n")
-            errors[rule_field] = errors.get(rule_field, 0) + 1
+    for rule in rule_errors:
+        rule_field = _field((action_type, rule), "n")
+        errors[rule_field] = errors.get(rule_field, 0) + 1
     if errors:
         updates.append((RULE_ERRORS, errors))
     _add(*updates)
 
 
-def record_review(*, action: ProposedAction, verdict: str) -> None:
-    """After a reviewer decided ``action``: how long it waited for them."""
-    if action.evaluated_at is None or action.decided_at is None:
-        return
-    observe(
-        REVIEW_DURATION, (action.action_type.name, verdict), (action.decided_at - action.evaluated_at).total_seconds()
-    )
+def record_review(*, action_type: str, verdict: str, waited: float | None) -> None:
+    """After a reviewer decided an action: how long it waited for them."""
+    if waited is not None:
+        observe(REVIEW_DURATION, (action_type, verdict), waited)
 
 
 def _read_hashes(names: list[str]) -> dict[str, dict[str, float]]:

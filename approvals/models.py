@@ -1,4 +1,5 @@
-"""Data and constraints of the gate. Behaviour lives in services.py, reads in selectors.py."""
+"""Data and constraints of the gate. Behaviour lives in the domain packages (lifecycle, gate, review,
+evaluation, integrations, ops): their services change it, their selectors read it."""
 
 from __future__ import annotations
 
@@ -264,9 +265,9 @@ class ProposedAction(models.Model):
                 condition=Q(ground_truth__isnull=False),
                 name="action_labelled_idx",
             ),
-            # The built-in check for repeats of refused proposals.
+            # The built-in check for repeats of refused proposals: equal params are equal hashes.
             models.Index(
-                fields=["agent", "action_type", "-created_at"],
+                fields=["agent", "action_type", "params_hash", "-created_at"],
                 condition=Q(status__in=[Status.REJECTED, Status.BLOCKED]),
                 name="action_refused_idx",
             ),
@@ -449,3 +450,29 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} -> {self.url} ({self.state})"
+
+
+class OutboxEvent(models.Model):
+    """A change of an action to announce, written in the transaction that made it (the transactional
+    outbox): approvals.lifecycle.outbox fans it out after the commit, and its sweep again for rows a
+    crash left behind, to waiting API requests (Redis pub/sub), review pages (the Channels layer),
+    webhook deliveries and metrics. Each of those is safe to do twice."""
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.CASCADE, related_name="+", db_index=False)
+    event = models.CharField(max_length=40)  # the audit event: evaluated, decided, escalated, ...
+    status = models.CharField(max_length=20)  # the action's status once the change committed
+    # What the fan-out needs besides: the webhook delivery to queue, the push's extra fields, and
+    # what the metrics record (evaluation duration, a reviewer's verdict).
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The sweep's look-up: only rows not yet dispatched, oldest first.
+            models.Index(fields=["created_at"], condition=Q(dispatched_at__isnull=True), name="outbox_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of {self.action_id} ({'dispatched' if self.dispatched_at else 'pending'})"

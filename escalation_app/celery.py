@@ -2,6 +2,7 @@ import os
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
+from django.db import connections
 
 from approvals import logging as gate_logging
 from approvals.health import HeartbeatStep
@@ -10,10 +11,21 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
 
 app = Celery("escalation_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Each domain package of the app keeps its tasks in its own tasks module.
+app.autodiscover_tasks(["approvals", "approvals.gate", "approvals.lifecycle", "approvals.review", "approvals.integrations"])
 
 # Observability: a heartbeat from every worker (read by /readyz, /metrics and /ops/), and the
 # action a task handles named on its log lines.
 app.steps["worker"].add(HeartbeatStep)
 task_prerun.connect(gate_logging.celery_task_started)
 task_postrun.connect(gate_logging.celery_task_finished)
+
+
+@task_prerun.connect
+def drop_broken_db_connections(**_: object) -> None:
+    """The worker keeps its database connection across tasks (CELERY_DB_REUSE_MAX), so nothing else
+    notices one that PostgreSQL dropped (a restart): every later task would fail on it. After an
+    error, a connection that no longer answers is closed, and the next query opens a new one."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
+            conn.close()

@@ -218,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.tasks.enforce_deadlines",
         "schedule": float(env_int("GATE_DEADLINE_INTERVAL_SECONDS", 15)),
     },
+    "sweep-outbox": {
+        "task": "approvals.lifecycle.tasks.sweep_outbox",
+        "schedule": float(env_int("GATE_SWEEP_INTERVAL_SECONDS", 15)),
+    },
 }
 
 # --- Gate ---------------------------------------------------------------------------------------
@@ -238,6 +242,10 @@ GATE_WEBHOOK_BACKOFF_SECONDS = env_int("GATE_WEBHOOK_BACKOFF_SECONDS", 2)
 GATE_MAX_EVALUATION_ATTEMPTS = env_int("GATE_MAX_EVALUATION_ATTEMPTS", 3)
 # An action still pending after this many seconds is re-queued by the sweeper.
 GATE_PENDING_SWEEP_AFTER_SECONDS = env_int("GATE_PENDING_SWEEP_AFTER_SECONDS", 30)
+# The outbox sweep announces changes left unannounced for longer than this (a process died between
+# its commit and its dispatch), and forgets announced rows after GATE_OUTBOX_KEEP_HOURS.
+GATE_OUTBOX_SWEEP_AFTER_SECONDS = env_int("GATE_OUTBOX_SWEEP_AFTER_SECONDS", 10)
+GATE_OUTBOX_KEEP_HOURS = env_int("GATE_OUTBOX_KEEP_HOURS", 24)
 GATE_MAX_WAIT_SECONDS = 30
 # Requests per agent per minute across all web processes (counted in Redis); 0 turns it off. An
 # agent's own Agent.rate_limit_per_minute, when set, wins. Over it: 429 with Retry-After.

@@ -5,10 +5,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
-from approvals import views
-
 # JSON for API clients, Django's HTML pages for people.
-handler404 = "approvals.views.not_found"
+handler404 = "approvals.review.views.not_found"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/review/", permanent=False)),
@@ -18,11 +16,7 @@ urlpatterns = [
     path("api/v1/", include("approvals.api.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("evaluation/", include("approvals.evaluation_urls")),
-    path("review/", views.review_queue, name="review-queue"),
-    path("review/<uuid:action_id>", views.review_detail, name="review-detail"),
-    path("review/<uuid:action_id>/row", views.review_row, name="review-row"),
-    path("review/<uuid:action_id>/decide", views.review_decide, name="review-decide"),
-    path("review/<uuid:action_id>/label", views.review_label, name="review-label"),
+    path("review/", include("approvals.review.urls")),
     path("", include("approvals.ops_urls")),
 ]
 

@@ -1,4 +1,5 @@
-"""Input serializers (parse and validate) and the one representation of an action."""
+"""Input serializers (parse and validate), and serializers that document the representations of
+approvals.gate.representation for the OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from approvals import policy, webhooks
+from approvals.gate.representation import action_representation, remembered_approval_representation
 from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Verdict
 
 MAX_KEY_LENGTH = 255
@@ -160,67 +162,6 @@ class LabelInputSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
 
 
-def action_representation(action: ProposedAction) -> dict[str, Any]:
-    """The action as the API, webhooks and the live pages show it (contract §2)."""
-    decision = getattr(action, "decision", None)
-    return {
-        "id": str(action.id),
-        "url": f"/api/v1/actions/{action.id}",
-        "review_url": f"/review/{action.id}",
-        "action_type": action.action_type.name,
-        "agent": action.agent.name,
-        "status": action.status,
-        "params": action.params,
-        "context": action.context,
-        "confidence": action.confidence,
-        "rationale": action.rationale,
-        "idempotency_key": action.idempotency_key,
-        "risk_score": action.risk_score,
-        "findings": action.findings,
-        "decision": None
-        if decision is None
-        else {
-            "verdict": decision.verdict,
-            "by": decision.by,
-            "reason": decision.reason,
-            "at": decision.created_at.isoformat().replace("+00:00", "Z"),
-        },
-        # Ground truth from people, newest first: with the decision's reason, what an agent can
-        # tell its model about why a call was refused or judged afterwards.
-        "labels": [
-            {
-                "label": label.label,
-                "tags": label.tags,
-                "note": label.note,
-                "by": label.author.get_username() if label.author else None,
-                "at": _iso(label.created_at),
-            }
-            for label in action.labels.all()
-        ],
-        "policy_version": action.policy_version,
-        "remembered_approval": action.remembered_approval_id,
-        "outcome": None
-        if action.outcome_at is None
-        else {
-            "executed": action.outcome_executed,
-            "result": action.outcome_result,
-            "error": action.outcome_error,
-            "at": _iso(action.outcome_at),
-        },
-        "audit_flagged": action.audit_flagged,
-        "escalated": action.escalated,
-        "sla_deadline": _iso(action.sla_deadline),
-        "expires_at": _iso(action.expires_at),
-        "created_at": _iso(action.created_at),
-        "evaluated_at": _iso(action.evaluated_at),
-        "decided_at": _iso(action.decided_at),
-    }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 class ActionSerializer(serializers.Serializer):
     """Documents the representation; ``action_representation`` produces it."""
 
@@ -261,31 +202,6 @@ class LabelSerializer(serializers.Serializer):
     note = serializers.CharField()
     author = serializers.CharField(source="author.username", allow_null=True)
     created_at = serializers.DateTimeField()
-
-
-def remembered_approval_representation(
-    remembered: RememberedApproval, *, applied_to: int | None = None
-) -> dict[str, Any]:
-    """A remembered approval as the API shows it; ``applied_to``: how many actions it approved
-    (counted here unless the caller annotated it)."""
-    if applied_to is None:
-        applied_to = getattr(remembered, "applied_count", None)
-    if applied_to is None:
-        applied_to = remembered.applied_to.count()
-    return {
-        "id": remembered.pk,
-        "source_action": str(remembered.source_action_id),
-        "agent": remembered.agent.name,
-        "action_type": remembered.action_type.name,
-        "session_id": remembered.session_id,
-        "failed": list(remembered.failed),
-        "reviewer": remembered.reviewer.get_username(),
-        "created_at": _iso(remembered.created_at),
-        "expires_at": _iso(remembered.expires_at),
-        "revoked_at": _iso(remembered.revoked_at),
-        "revoked_by": remembered.revoked_by.get_username() if remembered.revoked_by else None,
-        "applied_to": applied_to,
-    }
 
 
 class RememberedApprovalSerializer(serializers.Serializer):

@@ -11,7 +11,7 @@ from typing import Any
 import django.utils.timezone
 from django.db import migrations, models
 
-from approvals.audit_chain import GENESIS, chain_of, event_hash
+from approvals.lifecycle.audit_chain import GENESIS, chain_of, event_hash
 
 TABLE = "approvals_auditevent"
 

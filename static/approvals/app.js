@@ -65,6 +65,27 @@
     });
   }
 
+  // --- detail: claim a held action once it is open (a POST: reading a page changes nothing) ------
+  function claimOpenAction() {
+    if (body.dataset.status !== "needs_review" || !body.dataset.claimUrl) return;
+    const token = document.querySelector("input[name=csrfmiddlewaretoken]");
+    fetch(body.dataset.claimUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": token ? token.value : "" },
+    })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((claim) => {
+        if (!claim || claim.mine || !claim.claimed_by) return;
+        const note = document.getElementById("claim");
+        const until = claim.claimed_until ? claim.claimed_until.slice(11, 16) : "";
+        note.textContent = `${claim.claimed_by} has this open until ${until} UTC. You can still decide.`;
+        note.classList.remove("hidden");
+      })
+      .catch(() => {}); // advisory only: the page works without it
+  }
+  if (page === "detail") claimOpenAction();
+
   // --- detail: "apply to similar actions in this session" ----------------------------------------
   // The explanation's "until" follows the chosen window, on the server's clock (as rendered, plus
   // the time since), so that a skewed client clock does not show a wrong time.

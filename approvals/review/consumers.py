@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from approvals.events import QUEUE_GROUP
+from approvals.lifecycle.events import QUEUE_GROUP
 
 
 class QueueConsumer(AsyncJsonWebsocketConsumer):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals.consumers import QueueConsumer
+from approvals.review.consumers import QueueConsumer
 
 websocket_urlpatterns = [
     path("ws/review/", QueueConsumer.as_asgi()),

@@ -12,17 +12,20 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
 
-from approvals import policy, selectors, services
+from approvals import policy
 from approvals.api.permissions import REVIEW_PERMISSION, request_reviewer
-from approvals.models import ActionType, Agent, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
+from approvals.errors import ActionConflict, ServiceError
+from approvals.gate import selectors as gate_selectors
+from approvals.models import LabelValue, ProposedAction, RememberedApproval, Status, Verdict
+from approvals.review import selectors, services
 
 PAGE_SIZE = 50
 APPROVE_REASONS = [
@@ -91,8 +94,8 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "query": urlencode({k: v for k, v in query.items() if k != "tab"}),
         "tabs": [("queue", "Waiting"), ("audit", "Audit sample"), ("decided", "Decided today")],
-        "action_types": ActionType.objects.values_list("name", flat=True),
-        "agents": Agent.objects.values_list("name", flat=True),
+        "action_types": gate_selectors.action_type_names(),
+        "agents": gate_selectors.agent_names(),
         "risk_bands": list(selectors.RISK_BANDS),
         "now": timezone.now(),
     }
@@ -112,11 +115,6 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-def _session_id(action: ProposedAction) -> str | None:
-    session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
-    return session_id if isinstance(session_id, str) and session_id else None
-
-
 def _remembered_state(remembered: RememberedApproval, now: datetime) -> str:
     if remembered.revoked_at is not None:
         return "revoked"
@@ -125,7 +123,7 @@ def _remembered_state(remembered: RememberedApproval, now: datetime) -> str:
 
 def _remember_offer(action: ProposedAction, now: datetime) -> dict[str, Any] | None:
     """What "apply to similar actions in this session" would approve, for the approve form."""
-    session_id = _session_id(action)
+    session_id = selectors.session_of(action)
     if action.status != Status.NEEDS_REVIEW or session_id is None:
         return None
     return {
@@ -140,17 +138,10 @@ def _remember_offer(action: ProposedAction, now: datetime) -> dict[str, Any] | N
 
 def _remembered_context(action: ProposedAction, now: datetime) -> dict[str, Any]:
     """The remembered approval that approved this action, and those its own approval made."""
-    approved_by = None
-    if action.remembered_approval_id is not None:
-        approved_by = RememberedApproval.objects.select_related("reviewer", "source_action__action_type").get(
-            pk=action.remembered_approval_id
-        )
+    approved_by = selectors.remembered_approval_that_approved(action)
+    if approved_by is not None:
         approved_by.state = _remembered_state(approved_by, now)  # type: ignore[attr-defined]
-    made = list(
-        action.remembered_approvals.select_related("reviewer", "revoked_by")
-        .annotate(applied_count=Count("applied_to"))
-        .order_by("-created_at")
-    )
+    made = selectors.remembered_approvals_made_by(action)
     for remembered in made:
         remembered.state = _remembered_state(remembered, now)  # type: ignore[attr-defined]
     return {"remembered_by": approved_by, "remembered_made": made}
@@ -158,13 +149,15 @@ def _remembered_context(action: ProposedAction, now: datetime) -> dict[str, Any]
 
 @reviewer_required
 def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    """One action; a POST here revokes one of the remembered approvals its approval made."""
+    """One action; a POST here revokes one of the remembered approvals its approval made. Reading
+    the page changes nothing: its script claims a held action (``review_claim``) once it is open."""
     if request.method == "POST":
         return _remembered_revoke(request, action_id)
     reviewer = request_reviewer(request)
-    action = get_object_or_404(selectors.actions_visible_to(reviewer), pk=action_id)
-    if action.status == Status.NEEDS_REVIEW:
-        action = services.action_claim(action_id=str(action.pk), user=reviewer)
+    try:
+        action = selectors.review_action(action_id)
+    except ProposedAction.DoesNotExist:
+        raise Http404("No such action.") from None
     risk = next((f for f in action.findings if f.get("rule") == "risk"), None)
     risk_terms = {f["rule"]: f["risk"] for f in action.findings if f.get("outcome") == "fail" and "risk" in f}
     claim_other = selectors.claim_holder(action) not in (None, reviewer.pk)
@@ -181,8 +174,8 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
         "risk": risk,
         "risk_terms": risk_terms,
         "base_risk": action.action_type.base_risk,
-        "audit_events": action.audit_events.all(),
-        "labels": action.labels.select_related("author"),
+        "audit_events": selectors.action_audit_events(action),
+        "labels": selectors.action_labels(action.pk),
         "decision": getattr(action, "decision", None),
         "claim_other": claim_other,
         "approve_reasons": APPROVE_REASONS,
@@ -195,11 +188,28 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     return render(request, "approvals/detail.html", context)
 
 
-def _remembered_revoke(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    raw = request.POST.get("remembered", "")
-    remembered = (
-        RememberedApproval.objects.filter(pk=int(raw), source_action_id=action_id).first() if raw.isdigit() else None
+@reviewer_required
+@require_POST
+def review_claim(request: HttpRequest, action_id: UUID) -> JsonResponse:
+    """Claim a held action for a few minutes (advisory: it never blocks a decision). Answers who
+    holds it now, so that the page can say when someone else does."""
+    if not selectors.action_exists(action_id):
+        raise Http404("No such action.")
+    reviewer = request_reviewer(request)
+    action = services.action_claim(action_id=str(action_id), user=reviewer)
+    holder = selectors.claim_holder(action)
+    return JsonResponse(
+        {
+            "status": action.status,
+            "claimed_by": action.claimed_by.get_username() if holder is not None and action.claimed_by else None,
+            "claimed_until": action.claimed_until.isoformat() if holder is not None and action.claimed_until else None,
+            "mine": holder == reviewer.pk,
+        }
     )
+
+
+def _remembered_revoke(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    remembered = selectors.remembered_approval_of_action(action_id, request.POST.get("remembered", ""))
     if remembered is None:
         messages.error(request, "Not revoked: no such remembered approval of this action.")
         return redirect("review-detail", action_id=action_id)
@@ -215,7 +225,8 @@ def _remembered_revoke(request: HttpRequest, action_id: UUID) -> HttpResponse:
 @reviewer_required
 @require_POST
 def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    action = get_object_or_404(ProposedAction.objects.all(), pk=action_id)
+    if not selectors.action_exists(action_id):
+        raise Http404("No such action.")
     verdict = request.POST.get("verdict", "")
     reason = " — ".join(
         part for part in (request.POST.get("preset", "").strip(), request.POST.get("reason", "").strip()) if part
@@ -235,31 +246,34 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             reason=reason,
             remember_minutes=remember_minutes,
         )
-    except services.ActionConflict:
-        action.refresh_from_db()
+    except ActionConflict:
+        current = selectors.review_action(action_id)
         messages.error(
-            request, f"Not applied: this action was already {action.get_status_display().lower()} elsewhere."
+            request, f"Not applied: this action was already {current.get_status_display().lower()} elsewhere."
         )
         return redirect("review-detail", action_id=action_id)
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("review-detail", action_id=action_id)
-    messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {action.action_type}.")
+    messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {decided.action_type}.")
     if remember_minutes is not None and decided.decided_at is not None:
         until = decided.decided_at + timedelta(minutes=remember_minutes)
         messages.success(
             request,
-            f"Similar {action.action_type} actions of session {_session_id(decided)} are approved until "
+            f"Similar {decided.action_type} actions of session {selectors.session_of(decided)} are approved until "
             f"{until:%Y-%m-%d %H:%M} UTC; revoke it on the approved action's page.",
         )
-    following = selectors.review_next_action(action)
+    following = selectors.review_next_action(decided)
     return redirect(reverse("review-detail", args=[following.pk]) if following else reverse("review-queue"))
 
 
 @reviewer_required
 @require_POST
 def review_label(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    action = get_object_or_404(ProposedAction.objects.all(), pk=action_id)
+    try:
+        action = selectors.review_action(action_id)
+    except ProposedAction.DoesNotExist:
+        raise Http404("No such action.") from None
     label = request.POST.get("label", "")
     if label not in LabelValue.values:
         messages.error(request, "Choose safe or unsafe.")

@@ -1,0 +1,183 @@
+"""Reads of the gate: actions as a principal may see them, what an evaluation needs, and the policy
+store (a type's spec, its compiled policy, the whole document)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from approvals import policy
+from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def actions_visible_to(principal: Any) -> QuerySet[ProposedAction]:
+    """An agent's actions are its own, by construction; reviewers (and the gate) see every action."""
+    queryset = ProposedAction.objects.select_related("action_type", "agent", "decision__reviewer")
+    if isinstance(principal, Agent):
+        return queryset.filter(agent=principal)
+    return queryset
+
+
+def actions_shown_to(principal: Any) -> QuerySet[ProposedAction]:
+    """``actions_visible_to``, each flagged ``has_labels`` (an EXISTS in the same query): the
+    representation of one without labels (most of them) then reads none."""
+    return actions_visible_to(principal).annotate(has_labels=Exists(Label.objects.filter(action=OuterRef("pk"))))
+
+
+def action_status(action_id: Any) -> str | None:
+    return ProposedAction.objects.filter(pk=action_id).values_list("status", flat=True).first()
+
+
+def action_owned_by(agent: Agent, action_id: Any) -> ProposedAction:
+    """The agent's own action ``action_id`` (another's does not exist for it: DoesNotExist)."""
+    return actions_visible_to(agent).get(pk=action_id)
+
+
+REPEAT_WINDOW = timedelta(hours=24)
+
+
+def _refused_repeats() -> QuerySet[ProposedAction]:
+    """Rejected or blocked proposals of the last 24 hours with the outer action's agent, type and
+    params (equal params, equal ``params_hash``), newest first: the built-in check of contract §5.
+    One definition for PostgreSQL and SQLite, answered by ``action_refused_idx``."""
+    return (
+        ProposedAction.objects.filter(
+            agent_id=OuterRef("agent_id"),
+            action_type_id=OuterRef("action_type_id"),
+            params_hash=OuterRef("params_hash"),
+            status__in=(Status.REJECTED, Status.BLOCKED),
+            created_at__gte=OuterRef("created_at") - REPEAT_WINDOW,
+        )
+        .exclude(pk=OuterRef("pk"))
+        .order_by("-created_at")
+    )
+
+
+def action_for_evaluation(action_id: str) -> ProposedAction | None:
+    """The pending action ``action_id`` with its agent, its type and, as ``refused_repeat_id`` and
+    ``refused_repeat_status``, the refused identical proposal the built-in check needs; None when it
+    is not pending. One query."""
+    repeats = _refused_repeats()
+    return (
+        ProposedAction.objects.filter(pk=action_id, status=Status.PENDING)
+        .select_related("agent", "action_type")
+        .defer("trajectory_raw")
+        .annotate(
+            refused_repeat_id=Subquery(repeats.values("id")[:1]),
+            refused_repeat_status=Subquery(repeats.values("status")[:1]),
+        )
+        .first()
+    )
+
+
+def action_count_evaluation_attempt(action_id: str) -> bool:
+    """Count an attempt at evaluating the pending action (committed at once: a worker killed midway
+    counts too); False when it is not pending."""
+    return bool(
+        ProposedAction.objects.filter(pk=action_id, status=Status.PENDING).update(
+            evaluation_attempts=F("evaluation_attempts") + 1
+        )
+    )
+
+
+def actions_stale_pending(*, created_before: datetime, limit: int = 1000) -> list[tuple[str, int]]:
+    rows = ProposedAction.objects.filter(status=Status.PENDING, created_at__lt=created_before).values_list(
+        "id", "evaluation_attempts"
+    )
+    return [(str(pk), attempts) for pk, attempts in rows[:limit]]
+
+
+def remembered_approvals_for(action: ProposedAction, *, now: datetime | None = None) -> tuple[dict[str, Any], ...]:
+    """Active remembered approvals that may cover ``action``: same agent, type and session."""
+    session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
+    if not (isinstance(session_id, str) and session_id):
+        return ()
+    now = now or timezone.now()
+    rows = (
+        RememberedApproval.objects.filter(
+            agent_id=action.agent_id,
+            action_type_id=action.action_type_id,
+            session_id=session_id,
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+            created_at__lte=action.created_at,
+        )
+        .select_related("reviewer")
+        .order_by("-created_at")
+    )
+    return tuple(
+        {
+            "id": row.pk,
+            "failed": list(row.failed),
+            "by": row.reviewer.get_username(),
+            "expires_at": row.expires_at.isoformat(),
+        }
+        for row in rows
+    )
+
+
+# --- the policy store ---------------------------------------------------------------------------
+
+_compiled_lock = threading.Lock()
+_compiled: dict[tuple[int, int], policy.CompiledPolicy] = {}
+
+
+def action_type_spec(action_type: ActionType) -> policy.ActionTypeSpec:
+    rules = tuple(
+        policy.RuleSpec(name=r.name, require=r.require, on_fail=r.on_fail, risk=r.risk, message=r.message)
+        for r in action_type.rules.order_by("position", "id")
+    )
+    return policy.ActionTypeSpec(
+        name=action_type.name,
+        params_schema=action_type.params_schema,
+        description=action_type.description,
+        enabled=action_type.enabled,
+        mode=action_type.mode,
+        base_risk=action_type.base_risk,
+        auto_approve_max_risk=action_type.auto_approve_max_risk,
+        block_min_risk=action_type.block_min_risk,
+        min_confidence=action_type.min_confidence,
+        amount_path=action_type.amount_path,
+        max_auto_amount=action_type.max_auto_amount,
+        audit_sample_rate=action_type.audit_sample_rate,
+        builtin_checks=action_type.builtin_checks,
+        review_sla_minutes=action_type.review_sla_minutes,
+        expire_after_minutes=action_type.expire_after_minutes,
+        rules=rules,
+    )
+
+
+def compiled_policy_for(action_type: ActionType) -> policy.CompiledPolicy:
+    """The compiled policy of a type at its current version; compiled once per version per process.
+
+    Every change of a type (import, admin, applied thresholds) gives it a new ``policy_version`` in
+    the transaction that makes it, so a (pk, version) pair names one content.
+    """
+    key = (action_type.pk, action_type.policy_version)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = policy.compile_policy(action_type_spec(action_type), action_type.policy_version)
+        with _compiled_lock:
+            for stale in [k for k in _compiled if k[0] == action_type.pk]:
+                del _compiled[stale]
+            _compiled[key] = compiled
+    return compiled
+
+
+def policy_document_current() -> dict[str, Any]:
+    types = ActionType.objects.prefetch_related("rules").order_by("name")
+    return policy.build_document([action_type_spec(t) for t in types])
+
+
+def action_type_names() -> list[str]:
+    return list(ActionType.objects.order_by("name").values_list("name", flat=True))
+
+
+def agent_names() -> list[str]:
+    return list(Agent.objects.order_by("name").values_list("name", flat=True))

@@ -1,0 +1,214 @@
+"""What reviewers (and review deadlines) change: decisions, claims, labels, escalation, expiry,
+remembered approvals. Each change of an action is a transition of approvals.lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from approvals import logging as gate_logging
+from approvals import policy
+from approvals.errors import ServiceError
+from approvals.gate import selectors as gate_selectors
+from approvals.lifecycle import statements
+from approvals.lifecycle.audit import actor_of_user, audit_record
+from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
+from approvals.models import Decision, Label, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
+from approvals.review import selectors
+
+logger = logging.getLogger(__name__)
+
+REMEMBER_MAX_MINUTES = 24 * 60
+CLAIM_DURATION = timedelta(minutes=5)
+
+
+def action_decide(
+    *, action_id: str, user: User, verdict: str, reason: str = "", remember_minutes: int | None = None
+) -> ProposedAction:
+    """A reviewer's verdict on a held action. Of two concurrent decisions exactly one wins.
+
+    ``remember_minutes`` (approve only): also approve, for that long, later proposals of the same
+    agent, type and ``context.session_id`` that fail only checks this one failed.
+    """
+    if verdict not in Verdict.values:
+        raise ServiceError("verdict must be 'approve' or 'reject'")
+    if remember_minutes is not None:
+        if verdict != Verdict.APPROVE:
+            raise ServiceError("only an approval can be remembered for similar actions")
+        if isinstance(remember_minutes, bool) or not 1 <= remember_minutes <= REMEMBER_MAX_MINUTES:
+            raise ServiceError(f"remember_minutes must be between 1 and {REMEMBER_MAX_MINUTES}")
+    action = gate_selectors.actions_visible_to(None).get(pk=action_id)
+    gate_logging.bind_action(action)
+    session_id = selectors.session_of(action)
+    if remember_minutes is not None and action.status == Status.NEEDS_REVIEW and session_id is None:
+        raise ServiceError("this action has no context.session_id: there is no session to remember it for")
+    now = timezone.now()
+
+    def record(applied: Applied) -> dict[str, Any]:
+        Decision.objects.create(action_id=applied.action_id, verdict=verdict, reviewer=user, reason=reason)
+        # An explicit label outranks the verdict. Checked under the row lock the UPDATE holds: a
+        # label committed before is seen here; one committed after sets the truth itself.
+        if not Label.objects.filter(action_id=applied.action_id).exists():
+            truth = LabelValue.SAFE if verdict == Verdict.APPROVE else LabelValue.UNSAFE
+            ProposedAction.objects.filter(pk=applied.action_id).update(ground_truth=truth)
+        data: dict[str, Any] = {"verdict": verdict, "reason": reason}
+        if remember_minutes is not None:
+            remembered = RememberedApproval.objects.create(
+                source_action_id=applied.action_id,
+                agent_id=action.agent_id,
+                action_type_id=action.action_type_id,
+                session_id=str(session_id),
+                failed=policy.failed_checks(action.findings),
+                reviewer=user,
+                expires_at=now + timedelta(minutes=remember_minutes),
+            )
+            data["remembered_approval"] = remembered.pk
+            data["remembered_until"] = remembered.expires_at.isoformat()
+        return data
+
+    to = Status.APPROVED if verdict == Verdict.APPROVE else Status.REJECTED
+    waited = (now - action.evaluated_at).total_seconds() if action.evaluated_at else None
+    transition_apply(
+        "decide",
+        action_id=action_id,
+        cause=Cause.REVIEWER,
+        actor=actor_of_user(user),
+        to=to,
+        changes={"decided_at": now, "claimed_by": None, "claimed_until": None},
+        effects=record,
+        announce={
+            "metrics": {"kind": "review", "action_type": action.action_type.name, "verdict": verdict, "waited": waited}
+        },
+    )
+    logger.info("decided: %s by %s", to, user.get_username(), extra={"status": to})
+    return gate_selectors.actions_visible_to(None).get(pk=action_id)
+
+
+def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
+    """A held action past its review SLA: flagged and put first in the queue, once."""
+    now = now or timezone.now()
+    deadline = ProposedAction.objects.filter(pk=action_id).values_list("sla_deadline", flat=True).first()
+    try:
+        transition_apply(
+            "escalate",
+            action_id=action_id,
+            cause=Cause.DEADLINE,
+            actor="system",
+            changes={"escalated": True},
+            guard=[
+                statements.equals(ProposedAction, "escalated", False),
+                statements.at_most(ProposedAction, "sla_deadline", now),
+            ],
+            audit_data={"sla_deadline": deadline.isoformat() if deadline else None},
+        )
+    except (TransitionRefused, ProposedAction.DoesNotExist):
+        return False
+    logger.info("escalated: past its review SLA", extra={"action_id": action_id})
+    return True
+
+
+def action_expire(*, action_id: str, now: datetime | None = None) -> bool:
+    """A held action nobody decided in time becomes ``expired`` (never a rejection), once."""
+    now = now or timezone.now()
+    expires_at = ProposedAction.objects.filter(pk=action_id).values_list("expires_at", flat=True).first()
+    try:
+        transition_apply(
+            "expire",
+            action_id=action_id,
+            cause=Cause.DEADLINE,
+            actor="system",
+            changes={"claimed_by": None, "claimed_until": None},
+            guard=[statements.at_most(ProposedAction, "expires_at", now)],
+            audit_data={"expires_at": expires_at.isoformat() if expires_at else None},
+        )
+    except (TransitionRefused, ProposedAction.DoesNotExist):
+        return False
+    logger.info("expired: nobody decided it in time", extra={"action_id": action_id})
+    return True
+
+
+def actions_enforce_deadlines(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """Beat: expire what is past expires_at, escalate what is past its SLA. Safe to run twice."""
+    now = now or timezone.now()
+    expired = sum(action_expire(action_id=pk, now=now) for pk in selectors.held_past_expiry(now=now, limit=batch))
+    escalated = sum(action_escalate(action_id=pk, now=now) for pk in selectors.held_past_sla(now=now, limit=batch))
+    return {"expired": expired, "escalated": escalated}
+
+
+def action_claim(*, action_id: str, user: User) -> ProposedAction:
+    """Mark a held action as open by ``user`` for a few minutes, so that other reviewers see it.
+
+    Advisory only: a live claim of someone else is left alone (the caller shows who holds it), and
+    no decision is ever refused because of a claim. The holder's own claim is renewed.
+    """
+    now = timezone.now()
+    try:
+        transition_apply(
+            "claim",
+            action_id=action_id,
+            cause=Cause.REVIEWER,
+            actor=actor_of_user(user),
+            changes={"claimed_by": user.pk, "claimed_until": now + CLAIM_DURATION},
+            guard=[
+                statements.either(
+                    statements.is_null(ProposedAction, "claimed_by"),
+                    statements.equals(ProposedAction, "claimed_by", user.pk),
+                    statements.at_most(ProposedAction, "claimed_until", now),
+                )
+            ],
+            audit_data={"until": (now + CLAIM_DURATION).isoformat()},
+            announce={"push": {"claimed_by": user.get_username()}},
+        )
+    except TransitionRefused:
+        pass  # not held any more, or someone else has it open: the page says so
+    return gate_selectors.actions_visible_to(None).select_related("claimed_by").get(pk=action_id)
+
+
+def label_create(
+    *, action: ProposedAction, author: User, label: str, tags: list[str] | None = None, note: str = ""
+) -> Label:
+    """Record ground truth for any action; the newest label of an action wins, history stays."""
+    created: list[Label] = []
+
+    def record(applied: Applied) -> None:
+        created.append(
+            Label.objects.create(action_id=applied.action_id, label=label, tags=tags or [], note=note, author=author)
+        )
+
+    transition_apply(
+        "label",
+        action_id=str(action.pk),
+        cause=Cause.REVIEWER,
+        actor=actor_of_user(author),
+        changes={"ground_truth": label},
+        effects=record,
+        audit_data={"label": label, "tags": tags or [], "note": note},
+    )
+    action.ground_truth = label
+    return created[0]
+
+
+def remembered_approval_revoke(*, remembered: RememberedApproval, user: User) -> RememberedApproval:
+    """Stop a remembered approval from approving anything more; what it approved stays approved.
+
+    Not a change of any action: the approval's own row, audited on the chain of the action it
+    came from.
+    """
+    with transaction.atomic():
+        remembered = RememberedApproval.objects.select_for_update().get(pk=remembered.pk)
+        if remembered.revoked_at is not None:
+            return remembered
+        remembered.revoked_at, remembered.revoked_by = timezone.now(), user
+        remembered.save(update_fields=["revoked_at", "revoked_by"])
+        audit_record(
+            action=remembered.source_action,
+            event="remembered_approval_revoked",
+            actor=actor_of_user(user),
+            data={"remembered_approval": remembered.pk, "applied_to": remembered.applied_to.count()},
+        )
+    return remembered
