@@ -20,8 +20,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from approvals import audit_chain, events, metrics, policy, selectors, statements
-from approvals import logging as gate_logging
+from approvals import audit_chain, events, policy, selectors, statements
 from approvals.models import (
     ActionType,
     Agent,
@@ -38,6 +37,8 @@ from approvals.models import (
     WebhookDelivery,
     WhatIfRun,
 )
+from approvals.ops import logging as gate_logging
+from approvals.ops import metrics
 
 logger = logging.getLogger(__name__)
 

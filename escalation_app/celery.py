@@ -3,8 +3,8 @@ import os
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
 
-from approvals import logging as gate_logging
-from approvals.health import HeartbeatStep
+from approvals.ops import logging as gate_logging
+from approvals.ops.health import HeartbeatStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
 

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -23,8 +22,5 @@ urlpatterns = [
     path("review/<uuid:action_id>/row", views.review_row, name="review-row"),
     path("review/<uuid:action_id>/decide", views.review_decide, name="review-decide"),
     path("review/<uuid:action_id>/label", views.review_label, name="review-label"),
-    path("", include("approvals.ops_urls")),
+    path("", include("approvals.ops.urls")),
 ]
-
-if settings.GATE_BENCH_BASELINE:  # bench-only (bench/baseline), never in production
-    urlpatterns.append(path("bench/baseline/", include("bench.baseline.urls")))
