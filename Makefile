@@ -55,6 +55,7 @@ bench-sweep: install
 
 ## Every benchmark, one report: bench/results/report.md (machine, configuration, each figure with its
 ## baseline, ratio and goal; about 15-20 min). `make bench ARGS=--quick` for a short run (~6 min).
+## gate_bench.py's stack runs with DJANGO_SETTINGS_MODULE=bench.settings (the baseline endpoint).
 bench: install
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || { echo "needs Debian's wrk: apt-get install wrk"; exit 1; }
 	$(PY) bench/policy_eval.py $(if $(findstring --quick,$(ARGS)),--seconds 1,)

@@ -7,8 +7,9 @@ Runs a production-like stack on loopback (bench/stack.py: gunicorn serving the W
 worker, PostgreSQL, Redis) on its own database (GATE_BENCH_DATABASE_URL, default gate_bench_gate)
 and Redis index (GATE_BENCH_REDIS_URL, default db 6, flushed by this script). Every figure has a
 baseline measured in the same run behind the same server: a bare DRF endpoint (bench/baseline,
-mounted only with GATE_BENCH_BASELINE=1) that authenticates the same way, inserts the same row
-through the ORM and queues one trivial Celery task on commit.
+mounted only by the bench settings, DJANGO_SETTINGS_MODULE=bench.settings, which the stack's
+processes run with) that authenticates the same way, inserts the same row through the ORM and
+queues one trivial Celery task on commit.
 
 Load generators: Debian's ``wrk`` (one thread, keep-alive connections, a Lua script giving every
 request its own Idempotency-Key) for throughput; a lean open-loop client on asyncio streams for
@@ -40,8 +41,9 @@ REDIS_URL = os.environ.get("GATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
 # This process proposes directly through the services (backlogs, query counts): same database, same broker.
 os.environ["DATABASE_URL"] = DATABASE_URL
 os.environ["REDIS_URL"] = REDIS_URL
-os.environ["GATE_BENCH_BASELINE"] = "1"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
+# The project's settings plus the bench-only baseline (bench/settings.py), here and in the stack.
+SETTINGS = "bench.settings"
+os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
 os.environ.setdefault("GATE_LOG_LEVEL", "WARNING")
 
 import django  # noqa: E402
@@ -59,7 +61,6 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 
 # The stack's configuration; recorded in the report.
 STACK_ENV = {
-    "GATE_BENCH_BASELINE": "1",
     # One persistent connection per sync gunicorn worker / Celery process (performance-notes).
     "GATE_CONN_MAX_AGE": "60",
     "CELERY_DB_REUSE_MAX": "1000",
@@ -200,7 +201,7 @@ def wait_drained(ids: list[str], timeout: float = 600) -> float:
 
 def stack(**kwargs: Any) -> Stack:
     log_dir = ROOT / "var" / "bench-logs"
-    return Stack(DATABASE_URL, REDIS_URL, env=STACK_ENV, log_dir=log_dir, **kwargs)
+    return Stack(DATABASE_URL, REDIS_URL, env=STACK_ENV, settings=SETTINGS, log_dir=log_dir, **kwargs)
 
 
 def prepare(s: Stack) -> str:
@@ -567,7 +568,9 @@ def connection_reuse(report: Report, args: argparse.Namespace) -> None:
     rates = {}
     for age in ("0", "60"):
         env = {**STACK_ENV, "GATE_CONN_MAX_AGE": age}
-        with Stack(DATABASE_URL, REDIS_URL, env=env, log_dir=ROOT / "var" / "bench-logs", worker=False) as s:
+        with Stack(
+            DATABASE_URL, REDIS_URL, env=env, settings=SETTINGS, log_dir=ROOT / "var" / "bench-logs", worker=False
+        ) as s:
             token = prepare(s)
             url = s.base_url + "/api/v1/actions"
             loadgen.wrk(url, token, [small_body()], connections=16, seconds=2)
@@ -605,9 +608,10 @@ def write_report(path: Path, report: Report, info: dict[str, str], args: argpars
         "",
         "- Stack (bench/stack.py) on loopback: `gunicorn escalation_app.wsgi` and "
         "`celery -A escalation_app worker`, PostgreSQL and Redis on the same machine; DEBUG off.",
-        f"- Environment: {', '.join(f'`{k}={v}`' for k, v in STACK_ENV.items())}; "
+        f"- Environment: `DJANGO_SETTINGS_MODULE={SETTINGS}`, "
+        f"{', '.join(f'`{k}={v}`' for k, v in STACK_ENV.items())}; "
         "Celery: JSON only, acks late, prefetch 1, time limits 20/30 s, queues `gate` and `gate-webhooks`.",
-        "- Baseline (bench/baseline, mounted only with `GATE_BENCH_BASELINE=1`): the same DRF "
+        "- Baseline (bench/baseline, mounted only by the bench settings `bench.settings`): the same DRF "
         "authentication, throttle and JSON parser, the action type resolved from its name (one indexed "
         "look-up), one ORM insert of a ProposedAction of the same size (the trajectory stored twice, as "
         "the gate stores it as given and normalised), one Celery task queued on commit that updates the row.",

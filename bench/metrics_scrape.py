@@ -11,7 +11,7 @@ pending, the rest decided, expired or cancelled; 100,000 webhook deliveries, 1% 
 GATE_BENCH_METRICS_REDIS_URL (default redis://127.0.0.1:6379/13).
 
 Times, cache off (GATE_METRICS_CACHE_SECONDS=0), median of --runs after one warm-up:
-each query of approvals.metrics.db_figures (EXPLAIN ANALYZE: plan and time), db_figures as a whole,
+each query of approvals.ops.selectors.db_figures (EXPLAIN ANALYZE: plan and time), db_figures as a whole,
 the whole /metrics text (database + Redis + rendering), ops_figures; beside the naive baseline
 ``SELECT count(*) FROM approvals_proposedaction``.
 """
@@ -170,8 +170,8 @@ def main() -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from approvals import metrics, ops
     from approvals.models import Status, WebhookDelivery
+    from approvals.ops import metrics, pages, selectors
 
     load = fill(args.rows, args.reload)
 
@@ -182,18 +182,18 @@ def main() -> None:
 
     # The exact statements /metrics and /ops/data run, captured, then explained one by one.
     with CaptureQueriesContext(connection) as captured:
-        metrics.db_figures()
-        ops.ops_figures()
+        selectors.db_figures()
+        pages.ops_figures()
     statements = list(dict.fromkeys(q["sql"] for q in captured.captured_queries))  # /ops/data repeats some
     results = {
         "baseline: SELECT count(*) FROM approvals_proposedaction": timed(baseline, args.runs),
-        "db_figures (every /metrics query)": timed(metrics.db_figures, args.runs),
+        "db_figures (every /metrics query)": timed(selectors.db_figures, args.runs),
         "/metrics text (database + Redis + rendering)": timed(metrics.metrics_text, args.runs),
-        "/ops/data figures": timed(ops.ops_figures, args.runs),
+        "/ops/data figures": timed(pages.ops_figures, args.runs),
     }
     plans = [explain(sql) for sql in statements]
     base = results["baseline: SELECT count(*) FROM approvals_proposedaction"][0]
-    figures = metrics.db_figures()
+    figures = selectors.db_figures()
 
     lines = [
         "# /metrics and /ops/data on 1,000,000 actions",

@@ -16,8 +16,10 @@ workers serving escalation_app.asgi: HTTP and websockets).
 On entry: ``manage.py migrate``, then the HTTP server and ``celery -A escalation_app worker -c N``
 (plus ``celery beat`` with ``beat=True``), waiting until both answer; on exit each is stopped with
 SIGTERM (a warm shutdown) and killed only if it does not stop. ``env`` is added to the environment
-of every process (e.g. ``{"GATE_BENCH_BASELINE": "1"}``). The databases and Redis index are the
-caller's: nothing is flushed or dropped here (``ensure_database`` creates a missing database).
+of every process (e.g. ``{"GATE_CONN_MAX_AGE": "60"}``); ``settings`` is their DJANGO_SETTINGS_MODULE
+(the project's by default; ``"bench.settings"`` adds the bench-only baseline at /bench/baseline/).
+The databases and Redis index are the caller's: nothing is flushed or dropped here
+(``ensure_database`` creates a missing database).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Stack:
         log_dir: str | Path | None = None,
         migrate: bool = True,
         worker: bool = True,
+        settings: str = "escalation_app.settings",
     ) -> None:
         if web not in ("gunicorn", "uvicorn"):
             raise ValueError(f"web must be 'gunicorn' or 'uvicorn', not {web!r}")
@@ -96,7 +99,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "escalation_app.settings",
+            "DJANGO_SETTINGS_MODULE": settings,
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "GATE_LOG_LEVEL": "WARNING",

@@ -4,8 +4,8 @@ from celery import Celery
 from celery.signals import task_postrun, task_prerun
 from django.db import connections
 
-from approvals import logging as gate_logging
-from approvals.health import HeartbeatStep
+from approvals.ops import logging as gate_logging
+from approvals.ops.health import HeartbeatStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
 

@@ -61,27 +61,23 @@ INSTALLED_APPS = [
     "csp",
     "approvals",
 ]
-# Bench-only (bench/baseline): the bare endpoint the benchmarks compare against; never in production.
-GATE_BENCH_BASELINE = env_bool("GATE_BENCH_BASELINE")
-if GATE_BENCH_BASELINE:
-    INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
     # A fresh log context per request and one log line per answered request.
-    "approvals.logging.RequestLogMiddleware",
+    "approvals.ops.logging.RequestLogMiddleware",
     # /healthz, /readyz, /metrics: answered before the Host check and the HTTPS redirect.
-    "approvals.health.ProbeMiddleware",
+    "approvals.ops.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "approvals.middleware.BodySizeLimitMiddleware",
-    "approvals.middleware.QueryStringNulMiddleware",
+    "approvals.ops.middleware.BodySizeLimitMiddleware",
+    "approvals.ops.middleware.QueryStringNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "approvals.middleware.DatabaseUnavailableMiddleware",
+    "approvals.ops.middleware.DatabaseUnavailableMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
 
@@ -321,7 +317,7 @@ if env_bool("DJANGO_SECURE"):
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# --- Observability (approvals/metrics.py, health.py, logging.py) ----------------------------------
+# --- Observability (approvals/ops/: metrics.py, health.py, logging.py) -----------------------------
 # /metrics is open (Prometheus' usual internal network) unless a token is set; then it needs
 # `Authorization: Bearer <GATE_METRICS_TOKEN>`.
 GATE_METRICS_TOKEN = os.environ.get("GATE_METRICS_TOKEN", "")
@@ -341,10 +337,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"()": "approvals.logging.PlainFormatter"},
-        "json": {"()": "approvals.logging.JsonFormatter"},
+        "plain": {"()": "approvals.ops.logging.PlainFormatter"},
+        "json": {"()": "approvals.ops.logging.JsonFormatter"},
     },
-    "filters": {"action_context": {"()": "approvals.logging.ActionContextFilter"}},
+    "filters": {"action_context": {"()": "approvals.ops.logging.ActionContextFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": GATE_LOG_FORMAT, "filters": ["action_context"]}
     },

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -17,8 +16,5 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("evaluation/", include("approvals.evaluation_urls")),
     path("review/", include("approvals.review.urls")),
-    path("", include("approvals.ops_urls")),
+    path("", include("approvals.ops.urls")),
 ]
-
-if settings.GATE_BENCH_BASELINE:  # bench-only (bench/baseline), never in production
-    urlpatterns.append(path("bench/baseline/", include("bench.baseline.urls")))

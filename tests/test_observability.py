@@ -233,7 +233,7 @@ def test_compose_probes_the_web_and_the_worker() -> None:
     services_ = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     # each container checks itself; /readyz is the whole gate's readiness (load balancers, k8s)
     assert "/healthz" in " ".join(services_["web"]["healthcheck"]["test"])
-    assert services_["worker"]["healthcheck"]["test"][1:] == ["python", "-m", "approvals.health", "worker"]
+    assert services_["worker"]["healthcheck"]["test"][1:] == ["python", "-m", "approvals.ops.health", "worker"]
 
 
 # --- with a real worker ------------------------------------------------------------------------------
@@ -318,7 +318,10 @@ def test_worker_evaluation_is_observed_logged_and_ready(
     # and the worker container's healthcheck finds its heartbeat (and no other's)
     def healthcheck(hostname: str) -> int:
         return subprocess.run(
-            [sys.executable, "-m", "approvals.health", "worker", hostname], cwd=ROOT, capture_output=True, check=False
+            [sys.executable, "-m", "approvals.ops.health", "worker", hostname],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
         ).returncode
 
     assert healthcheck(celery_worker_process) == 0

@@ -1,4 +1,5 @@
 """Bench-only: the bare DRF endpoint the ingest and decision benchmarks compare the gate against.
 
-Installed and mounted (at /bench/baseline/) only when GATE_BENCH_BASELINE=1; never in production.
+Installed and mounted (at /bench/baseline/) only by the bench settings (bench/settings.py and
+bench/urls.py: DJANGO_SETTINGS_MODULE=bench.settings); never in production.
 """

@@ -2,9 +2,10 @@
 
 The gate runs as several web and worker processes, so nothing is counted in process memory:
 
-* counts come from PostgreSQL at scrape time (:func:`db_figures`): a few aggregate queries, each
-  answered from an index (the actions by type and status, the review queue's and pending actions'
-  partial indexes, the webhook partial indexes), cached for ``GATE_METRICS_CACHE_SECONDS``;
+* counts come from PostgreSQL at scrape time (:func:`approvals.ops.selectors.db_figures`): a few
+  aggregate queries, each answered from an index (the actions by type and status, the review
+  queue's and pending actions' partial indexes, the webhook partial indexes), cached for
+  ``GATE_METRICS_CACHE_SECONDS``;
 * observations the database does not hold — how long an evaluation took, how long an action waited
   for it, how long a reviewer took, which rules raised errors — are added up in Redis by the process
   that makes them (:func:`observe`, :func:`count`: one MULTI of HINCRBY/HINCRBYFLOAT), and read at
@@ -24,12 +25,11 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
 from django.conf import settings
-from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
@@ -38,7 +38,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from approvals.models import ActionType, ProposedAction, Status, WebhookDelivery
+from approvals.models import ProposedAction, Status
+from approvals.ops import selectors
 
 logger = logging.getLogger(__name__)
 
@@ -187,74 +188,6 @@ def _read_hashes(names: list[str]) -> dict[str, dict[str, float]]:
     }
 
 
-# --- PostgreSQL ---------------------------------------------------------------------------------
-
-
-@dataclass
-class DbFigures:
-    """Counts from the database at one moment (see :func:`db_figures` for the queries)."""
-
-    by_type_status: dict[tuple[str, str], int]
-    queue_escalated: int
-    queue_oldest: datetime | None
-    pending_oldest: datetime | None
-    webhooks_failed: int
-    webhooks_pending: int
-    webhooks_pending_oldest: datetime | None
-    taken_at: datetime = field(default_factory=timezone.now)
-
-    def status_total(self, status: str) -> int:
-        return sum(n for (_, s), n in self.by_type_status.items() if s == status)
-
-
-def db_figures() -> DbFigures:
-    """Every count /metrics needs, each from an index (measured on 1M actions: see the report)."""
-    names = dict(ActionType.objects.values_list("pk", "name"))
-    # GROUP BY on the (action_type, status) index; .order_by() drops the model's default ordering,
-    # which would otherwise join the GROUP BY.
-    rows = (
-        ProposedAction.objects.order_by()
-        .values_list("action_type_id", "status")
-        .annotate(n=Count("*"))
-        .values_list("action_type_id", "status", "n")
-    )
-    queue = ProposedAction.objects.order_by().filter(status=Status.NEEDS_REVIEW)
-    webhooks = WebhookDelivery.objects.order_by()
-    pending_webhooks = webhooks.filter(state=WebhookDelivery.State.PENDING).aggregate(
-        n=Count("*"), oldest=Min("created_at")
-    )
-    return DbFigures(
-        by_type_status={(names.get(type_id, str(type_id)), status): n for type_id, status, n in rows},
-        # The queue's partial index leads with `escalated`, and holds created_at.
-        queue_escalated=queue.filter(escalated=True).count(),
-        queue_oldest=queue.aggregate(oldest=Min("created_at"))["oldest"],
-        pending_oldest=ProposedAction.objects.order_by()
-        .filter(status=Status.PENDING)
-        .aggregate(oldest=Min("created_at"))["oldest"],
-        webhooks_failed=webhooks.filter(state=WebhookDelivery.State.FAILED).count(),
-        webhooks_pending=pending_webhooks["n"],
-        webhooks_pending_oldest=pending_webhooks["oldest"],
-    )
-
-
-_cache_lock = threading.Lock()
-_cached: tuple[float, DbFigures] | None = None
-
-
-def db_figures_cached() -> DbFigures:
-    """:func:`db_figures`, reused for GATE_METRICS_CACHE_SECONDS by this process (several
-    Prometheus servers, or the ops page's viewers, then cost one set of queries)."""
-    global _cached
-    ttl = settings.GATE_METRICS_CACHE_SECONDS
-    with _cache_lock:
-        now = time.monotonic()
-        if ttl > 0 and _cached is not None and now - _cached[0] < ttl:
-            return _cached[1]
-        figures = db_figures()
-        _cached = (now, figures)
-        return figures
-
-
 # --- Redis figures: queues and workers ----------------------------------------------------------
 
 
@@ -303,9 +236,9 @@ class GateCollector(Collector):
     """Reads the database and Redis at scrape time; holds no state of its own."""
 
     def collect(self) -> Iterable[Metric]:
-        from approvals import health
+        from approvals.ops import health
 
-        figures = db_figures_cached()
+        figures = selectors.db_figures_cached()
         now = timezone.now()
 
         proposed = CounterMetricFamily(

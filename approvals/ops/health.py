@@ -10,7 +10,7 @@ The probes (and /metrics) are answered by :class:`ProbeMiddleware`, first in the
 before the Host check (a kubelet or Prometheus addresses the pod by its IP, which is in no
 ALLOWED_HOSTS), the HTTPS redirect and sessions.
 
-``python -m approvals.health worker`` exits 0 when this machine's worker (``celery@<hostname>``)
+``python -m approvals.ops.health worker`` exits 0 when this machine's worker (``celery@<hostname>``)
 beat recently: the worker container's healthcheck. It reads REDIS_URL and needs no Django setup.
 """
 
@@ -65,7 +65,7 @@ def worker_heartbeats() -> list[WorkerHeartbeat]:
     settings = _settings()
     if not settings.REDIS_URL:
         return []
-    from approvals.metrics import redis_client
+    from approvals.ops.metrics import redis_client
 
     now = time.time()
     max_age = settings.GATE_WORKER_HEARTBEAT_MAX_AGE
@@ -92,7 +92,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
         settings = _settings()
         if not settings.REDIS_URL:
             return
-        from approvals.metrics import redis_client
+        from approvals.ops.metrics import redis_client
 
         try:
             heartbeat_write(
@@ -117,7 +117,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
             self.timer_ref = None
         settings = _settings()
         if settings.REDIS_URL:
-            from approvals.metrics import redis_client
+            from approvals.ops.metrics import redis_client
 
             with contextlib.suppress(redis.RedisError):  # else it ages out
                 redis_client().zrem(_heartbeat_key(settings.GATE_OBS_REDIS_PREFIX), parent.hostname)
@@ -155,7 +155,7 @@ def _check_database() -> str | None:
 
 
 def _check_redis() -> str | None:
-    from approvals.metrics import redis_client
+    from approvals.ops.metrics import redis_client
 
     redis_client().ping()
     return None
@@ -189,7 +189,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
     with every check and what is missing (the errors too, unless GATE_METRICS_TOKEN is set and
     not sent)."""
     ready, checks = readiness()
-    from approvals.metrics import metrics_authorized
+    from approvals.ops.metrics import metrics_authorized
 
     if not metrics_authorized(request):
         # GATE_METRICS_TOKEN is set and was not sent: which checks failed, but not the errors
@@ -232,7 +232,7 @@ def _probe_view(path: str) -> Callable[[HttpRequest], HttpResponse] | None:
     if path == "/readyz":
         return readyz
     if path == "/metrics":
-        from approvals.metrics import metrics_view
+        from approvals.ops.metrics import metrics_view
 
         return metrics_view
     return None
@@ -249,7 +249,7 @@ def worker_is_alive(url: str, prefix: str, hostname: str, max_age: float) -> boo
 
 def main(argv: list[str]) -> int:
     if argv[1:2] != ["worker"]:
-        print("usage: python -m approvals.health worker [celery@hostname]", file=sys.stderr)
+        print("usage: python -m approvals.ops.health worker [celery@hostname]", file=sys.stderr)
         return 2
     hostname = argv[2] if len(argv) > 2 else f"celery@{socket.gethostname()}"
     prefix = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate:obs:"

@@ -1,8 +1,8 @@
 """The operations page for admins (/ops/): live counts, queue age, workers, webhook failures.
 
 The page renders the figures once and static/approvals/ops.js refreshes them from /ops/data every
-few seconds. The counts are /metrics' (approvals.metrics.db_figures, cached a few seconds), plus two
-windows over the last hour, each read from an index.
+few seconds. The counts are /metrics' (approvals.ops.selectors.db_figures, cached a few seconds), plus
+two windows over the last hour, each read from an index (approvals/ops/selectors.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from approvals import health, metrics
-from approvals.models import Agent, ProposedAction, Status, WebhookDelivery
+from approvals.models import Status
+from approvals.ops import health, metrics, selectors
 
 REFRESH_SECONDS = 5
 
@@ -45,35 +44,12 @@ def _age(seconds: float | None) -> float | None:
 
 def ops_figures() -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
-    figures = metrics.db_figures_cached()
+    figures = selectors.db_figures_cached()
     now = timezone.now()
     hour_ago = now - timedelta(hours=1)
-    # Per agent, each count a range of the (agent, -created_at) index: there is no index on
-    # created_at alone, and a count over the whole table would grow with it.
-    per_agent = (
-        Agent.objects.annotate(
-            n=Subquery(
-                ProposedAction.objects.order_by()
-                .filter(agent=OuterRef("pk"), created_at__gte=hour_ago)
-                .values("agent")
-                .annotate(c=Count("*"))
-                .values("c")
-            )
-        )
-        .filter(n__gt=0)
-        .order_by("-n", "name")
-        .values_list("name", "n")
-    )
-    proposals_by_agent = dict(per_agent)
-    # The partial index on decided_at holds every decision, by policy or by a reviewer.
-    decisions = dict(
-        ProposedAction.objects.order_by()
-        .filter(decided_at__gte=hour_ago)
-        .values_list("status")
-        .annotate(n=Count("*"))
-        .values_list("status", "n")
-    )
-    failures = WebhookDelivery.objects.filter(state=WebhookDelivery.State.FAILED).order_by("-created_at")[:5]
+    proposals_by_agent = selectors.proposals_by_agent_since(hour_ago)
+    decisions = selectors.decisions_by_outcome_since(hour_ago)
+    failures = selectors.recent_webhook_failures(5)
     data: dict[str, Any] = {
         "generated_at": now.isoformat(),
         "counted_at": figures.taken_at.isoformat(),
