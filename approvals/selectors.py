@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from approvals import evaluation, policy
+from approvals import policy
 from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
 
 # --- policies -----------------------------------------------------------------------------------
@@ -192,25 +192,6 @@ def claim_holder(action: ProposedAction, *, now: datetime | None = None) -> int 
 def review_next_action(after: ProposedAction) -> ProposedAction | None:
     """The most urgent held action other than ``after``: where a reviewer goes after deciding."""
     return review_queue().exclude(pk=after.pk).first()
-
-
-# --- evaluation ---------------------------------------------------------------------------------
-
-
-def evaluation_summary(*, action_type: str | None = None, since: datetime | None = None) -> dict[str, Any]:
-    """Contract §3: volume, automation rate and unsafe auto-approvals, overall and per type.
-
-    Computed with the other evaluation figures, by approvals.evaluation.
-    """
-    return evaluation.evaluation_summary(action_type=action_type, since=since)
-
-
-def ground_truth(action: ProposedAction) -> str | None:
-    """The latest explicit label; without one a reviewer's approve is safe and a reject unsafe.
-
-    Kept on the action (``ground_truth``) by the services that decide and label it.
-    """
-    return action.ground_truth
 
 
 def remembered_approvals_for(action: ProposedAction, *, now: datetime | None = None) -> tuple[dict[str, Any], ...]:

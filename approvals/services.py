@@ -36,7 +36,6 @@ from approvals.models import (
     Status,
     Verdict,
     WebhookDelivery,
-    WhatIfRun,
 )
 
 logger = logging.getLogger(__name__)
@@ -951,28 +950,6 @@ def action_type_apply_thresholds(
             },
         )
     return version
-
-
-def whatif_start(*, document: Any, user: User | None) -> WhatIfRun:
-    """Validate a candidate policy and queue its replay over the labelled history (Celery)."""
-    policy.parse_document(document)  # PolicyError, nothing stored, when it is invalid
-    with transaction.atomic():
-        run = WhatIfRun.objects.create(document=document, created_by=user)
-        audit_record(
-            action=None,
-            event="whatif_started",
-            actor=actor_of_user(user) if user else "system",
-            data={"whatif": run.pk},
-        )
-        run_id = run.pk
-
-        def enqueue() -> None:
-            from approvals.tasks import whatif_replay
-
-            whatif_replay.delay(run_id)
-
-        transaction.on_commit(enqueue)
-    return run
 
 
 # --- webhooks -----------------------------------------------------------------------------------

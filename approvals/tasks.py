@@ -49,23 +49,6 @@ def sweep_pending_actions() -> dict[str, int]:
     return services.action_requeue_stale(older_than=timedelta(seconds=settings.GATE_PENDING_SWEEP_AFTER_SECONDS))
 
 
-@shared_task(bind=True, max_retries=5)
-def whatif_replay(self: Task, run_id: int) -> None:
-    """One slice of a what-if replay (approvals.whatif); queues the next slice until done."""
-    from approvals import whatif
-
-    try:
-        more = whatif.whatif_step(run_id)
-    except DatabaseError as exc:
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
-    except Exception as exc:
-        logger.exception("what-if %s failed", run_id)
-        whatif.whatif_fail(run_id, f"{type(exc).__name__}: {exc}")
-        return
-    if more:
-        whatif_replay.delay(run_id)
-
-
 @shared_task(acks_late=True)
 def enforce_deadlines() -> dict[str, int]:
     """Beat: escalate held actions past their review SLA and expire those past expire_after."""

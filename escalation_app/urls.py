@@ -17,7 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("approvals.api.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("evaluation/", include("approvals.evaluation_urls")),
+    path("evaluation/", include("approvals.evaluation.urls")),
     path("review/", views.review_queue, name="review-queue"),
     path("review/<uuid:action_id>", views.review_detail, name="review-detail"),
     path("review/<uuid:action_id>/row", views.review_row, name="review-row"),

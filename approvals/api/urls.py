@@ -17,5 +17,5 @@ urlpatterns = [
     ),
     path("review/queue", views.ReviewQueueView.as_view(), name="review-queue"),
     path("evaluation/summary", views.EvaluationSummaryView.as_view(), name="evaluation-summary"),
-    path("evaluation/", include("approvals.api.evaluation_urls")),
+    path("evaluation/", include("approvals.evaluation.api_urls")),
 ]

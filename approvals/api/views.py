@@ -43,6 +43,7 @@ from approvals.api.serializers import (
     remembered_approval_representation,
     storable_moment,
 )
+from approvals.evaluation.figures import evaluation_summary
 from approvals.models import FINAL_STATUSES, Agent, ProposedAction, RememberedApproval, Status
 from approvals.tasks import evaluate_action
 
@@ -314,6 +315,4 @@ class EvaluationSummaryView(APIView):
             if since is None:
                 raise ValidationError({"since": ["Must be an ISO 8601 date-time."]})
             since = storable_moment(since, "since")
-        return Response(
-            selectors.evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since)
-        )
+        return Response(evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since))
