@@ -9,7 +9,7 @@ runs while they match this script's generator (`--reload` drops and refills them
 
 - baseline: ``SELECT count(*) FROM approvals_proposedaction WHERE action_type_id = X AND
   ground_truth IS NOT NULL`` (the cheapest read of the same labelled rows);
-- the sweep: ``approvals.evaluation.threshold_sweep(type)``.
+- the sweep: ``approvals.evaluation.sweep.threshold_sweep(type)``.
 
 One warm-up of each, then the median of ``--runs``. Goal (issue): the sweep over 1,000,000 labelled
 actions of one type returns in under 3 seconds.
@@ -291,7 +291,7 @@ def main() -> None:
     deadline = time.monotonic() + args.wait
     while True:
         try:
-            from approvals.evaluation import threshold_sweep  # written beside this benchmark: lazily
+            from approvals.evaluation.sweep import threshold_sweep  # written beside this benchmark: lazily
         except ImportError:
             if time.monotonic() > deadline:
                 raise

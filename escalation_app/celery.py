@@ -11,8 +11,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
 
 app = Celery("escalation_app")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Each domain package of the app keeps its tasks in its own tasks module.
-app.autodiscover_tasks(["approvals", "approvals.gate", "approvals.lifecycle", "approvals.review", "approvals.integrations"])
+# The tasks modules: every installed app's (approvals, and bench.baseline when the benchmarks install
+# it), then those of approvals' rooms, packages inside the app that are not apps of their own.
+app.autodiscover_tasks()
+app.autodiscover_tasks(
+    ["approvals.gate", "approvals.lifecycle", "approvals.review", "approvals.evaluation", "approvals.integrations"]
+)
 
 # Observability: a heartbeat from every worker (read by /readyz, /metrics and /ops/), and the
 # action a task handles named on its log lines.

@@ -14,7 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("approvals.api.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("evaluation/", include("approvals.evaluation_urls")),
+    path("evaluation/", include("approvals.evaluation.urls")),
     path("review/", include("approvals.review.urls")),
     path("", include("approvals.ops.urls")),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from approvals import whatif
+from approvals.evaluation import whatif
 from approvals.models import WhatIfRun
 from tests.conftest import TEST_POLICY
 from tests.factories import ReviewerFactory, UserFactory

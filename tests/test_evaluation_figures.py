@@ -1,5 +1,5 @@
-"""approvals.evaluation: figures, agent activity, the threshold sweep, rule health and exports,
-each against figures computed by hand from a small history."""
+"""approvals.evaluation (figures, stats, sweep, rules, exports): figures, agent activity, the
+threshold sweep, rule health and exports, each against figures computed by hand from a small history."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvals import evaluation, services
-from approvals.evaluation import clopper_pearson_upper
+from approvals import services
+from approvals.evaluation.exports import CSV_COLUMNS, labelled_csv_rows, labelled_export_rows
+from approvals.evaluation.figures import agent_activity, evaluation_figures
+from approvals.evaluation.rules import _rule_counts_python, rule_health
+from approvals.evaluation.stats import BOUND, clopper_pearson_upper, percentile_cont
+from approvals.evaluation.sweep import threshold_sweep
 from approvals.models import ActionType, Label, ProposedAction, Status
 from tests.conftest import LOOKED_UP
 from tests.factories import ActionTypeFactory, AgentFactory, ProposedActionFactory, ReviewerFactory
@@ -66,10 +70,10 @@ def test_clopper_pearson_edges():
 
 
 def test_percentile_cont_interpolates_like_postgresql():
-    assert evaluation.percentile_cont([], 0.5) is None
-    assert evaluation.percentile_cont([300, 60, 120], 0.5) == 120
-    assert evaluation.percentile_cont([60, 120, 300], 0.9) == pytest.approx(264)
-    assert evaluation.percentile_cont([5], 0.9) == 5
+    assert percentile_cont([], 0.5) is None
+    assert percentile_cont([300, 60, 120], 0.5) == 120
+    assert percentile_cont([60, 120, 300], 0.9) == pytest.approx(264)
+    assert percentile_cont([5], 0.9) == 5
 
 
 # --- ground truth ---------------------------------------------------------------------------------
@@ -181,7 +185,7 @@ ALL_STATUSES = {
 
 
 def test_overall_figures(history):
-    figures = evaluation.evaluation_figures()
+    figures = evaluation_figures()
 
     overall = figures["overall"]
     assert figures["group_by"] is None
@@ -206,12 +210,12 @@ def test_overall_figures(history):
         "labelled": 2,
         "unsafe": 1,
         "unsafe_rate_upper_95": round(math.sqrt(0.95), 6),
-        "bound": evaluation.BOUND,
+        "bound": BOUND,
     }
 
 
 def test_figures_by_action_type(history):
-    figures = evaluation.evaluation_figures(group_by="action_type")
+    figures = evaluation_figures(group_by="action_type")
 
     groups = {g["key"]: g for g in figures["groups"]}
     assert list(groups) == ["escalate_ticket", "refund"]
@@ -225,13 +229,13 @@ def test_figures_by_action_type(history):
 
 
 def test_figures_by_agent_and_filters(history):
-    groups = {g["key"]: g for g in evaluation.evaluation_figures(group_by="agent")["groups"]}
+    groups = {g["key"]: g for g in evaluation_figures(group_by="agent")["groups"]}
     assert groups["alpha"]["total"] == 8
     assert groups["beta"]["total"] == 5
     assert groups["alpha"]["audit"]["sampled"] == 3
     assert groups["beta"]["automation_rate"] == round(1 / 4, 6)  # 4 auto of 4 not pending (10 is)
 
-    only_beta = evaluation.evaluation_figures(agent="beta", action_type="refund")["overall"]
+    only_beta = evaluation_figures(agent="beta", action_type="refund")["overall"]
     assert only_beta["total"] == 4
     assert only_beta["by_status"]["pending"] == 1
 
@@ -240,26 +244,26 @@ def test_figures_by_day_and_period(history):
     today = timezone.localdate()
     three_days_ago = today - timedelta(days=3)
 
-    groups = evaluation.evaluation_figures(group_by="day")["groups"]
+    groups = evaluation_figures(group_by="day")["groups"]
 
     assert [(g["key"], g["total"]) for g in groups] == [(three_days_ago.isoformat(), 1), (today.isoformat(), 12)]
-    recent = evaluation.evaluation_figures(since=timezone.now() - timedelta(days=1))["overall"]
-    older = evaluation.evaluation_figures(until=timezone.now() - timedelta(days=1))["overall"]
+    recent = evaluation_figures(since=timezone.now() - timedelta(days=1))["overall"]
+    older = evaluation_figures(until=timezone.now() - timedelta(days=1))["overall"]
     assert (recent["total"], older["total"]) == (12, 1)
 
 
 def test_figures_of_nothing_are_null_not_zero_division(db):
-    overall = evaluation.evaluation_figures()["overall"]
+    overall = evaluation_figures()["overall"]
     assert overall["total"] == 0
     assert overall["automation_rate"] is None
     assert overall["held_share"] is None
     assert overall["audit"]["unsafe_rate_upper_95"] is None
     with pytest.raises(ValueError):
-        evaluation.evaluation_figures(group_by="week")
+        evaluation_figures(group_by="week")
 
 
 def test_contract_summary_is_unchanged(history):
-    from approvals.selectors import evaluation_summary
+    from approvals.evaluation.figures import evaluation_summary
 
     summary = evaluation_summary()
     assert summary == {
@@ -318,7 +322,7 @@ def agents(policy_v1: int) -> None:
 
 
 def test_agent_activity(agents):
-    activity = evaluation.agent_activity()
+    activity = agent_activity()
 
     assert [a["agent"] for a in activity] == ["looper", "fumbler", "rogue", "calm", "tiny"]
     by_name = {a["agent"]: a for a in activity}
@@ -347,7 +351,7 @@ def test_agent_activity(agents):
 
 
 def test_agent_activity_period(agents):
-    assert evaluation.agent_activity(since=timezone.now() + timedelta(minutes=1)) == []
+    assert agent_activity(since=timezone.now() + timedelta(minutes=1)) == []
 
 
 # --- threshold sweep ------------------------------------------------------------------------------
@@ -394,9 +398,7 @@ def sweep_history(db: None) -> ActionType:
 
 
 def test_sweep_points_on_a_given_grid(sweep_history):
-    result = evaluation.threshold_sweep(
-        "sweep_refund", risk_candidates=[0.0, 0.1, 0.2, 0.3], amount_candidates=[50, 100, 200]
-    )
+    result = threshold_sweep("sweep_refund", risk_candidates=[0.0, 0.1, 0.2, 0.3], amount_candidates=[50, 100, 200])
 
     assert (result["labelled"], result["safe"], result["unsafe"]) == (10, 5, 5)
     grid = {
@@ -438,12 +440,12 @@ def test_sweep_points_on_a_given_grid(sweep_history):
     assert recommendation["automation_rate"] == 0.4
     assert recommendation["safe_automation_rate"] == 0.8
     assert recommendation["unsafe_rate_upper_95"] == round(1 - 0.05 ** (1 / 4), 6)
-    assert recommendation["bound"] == evaluation.BOUND == "one-sided 95% Clopper\u2013Pearson"
+    assert recommendation["bound"] == BOUND == "one-sided 95% Clopper\u2013Pearson"
     assert recommendation["note"]
 
 
 def test_sweep_default_candidates(sweep_history):
-    result = evaluation.threshold_sweep("sweep_refund")
+    result = threshold_sweep("sweep_refund")
 
     risks = sorted({p["auto_approve_max_risk"] for p in result["points"]})
     amounts = sorted({p["max_auto_amount"] for p in result["points"]})
@@ -464,7 +466,7 @@ def test_sweep_without_an_amount_dimension(db):
     for risk, truth in [(0.0, "safe"), (0.2, "safe"), (0.2, "safe"), (0.4, "unsafe"), (0.6, "safe")]:
         sweep_row(action_type, agent, risk_score=risk, amount=None, ground_truth=truth)
 
-    result = evaluation.threshold_sweep("plain")
+    result = threshold_sweep("plain")
 
     assert {p["max_auto_amount"] for p in result["points"]} == {None}
     assert [(p["auto_approve_max_risk"], p["auto_approved"]) for p in result["points"]] == [
@@ -485,7 +487,7 @@ def test_sweep_without_a_safe_candidate_recommends_nothing(db):
     sweep_row(action_type, agent, risk_score=0.0, ground_truth="unsafe")
     sweep_row(action_type, agent, risk_score=0.1, ground_truth="safe")
 
-    result = evaluation.threshold_sweep("risky")
+    result = threshold_sweep("risky")
 
     assert result["recommendation"] is None
     assert all(p["auto_unsafe"] >= 1 for p in result["points"])
@@ -493,7 +495,7 @@ def test_sweep_without_a_safe_candidate_recommends_nothing(db):
 
 def test_sweep_of_an_unknown_type():
     with pytest.raises(ActionType.DoesNotExist):
-        evaluation.threshold_sweep("nope")
+        threshold_sweep("nope")
 
 
 def auto_approved_under(action_type: ActionType, risk: float, amount: float | None) -> dict[str, int]:
@@ -558,7 +560,7 @@ def test_the_recommendation_never_auto_approves_an_unsafe_action(db, rows, with_
     )
 
     # when
-    result = evaluation.threshold_sweep("prop")
+    result = threshold_sweep("prop")
 
     # then every point matches a plain re-application, and the recommendation is the best safe one
     for point in result["points"]:
@@ -599,7 +601,7 @@ def test_rule_health(db):
     ]:
         ProposedActionFactory(action_type=action_type, agent=agent, findings=findings, ground_truth=truth)
 
-    assert evaluation.rule_health("ruled") == [
+    assert rule_health("ruled") == [
         {
             "rule": "r1",
             "evaluated": 4,
@@ -627,12 +629,9 @@ def test_rule_health_python_fallback_agrees(db):
     ProposedActionFactory(action_type=action_type, agent=agent, findings=[finding("r1", "fail")], ground_truth="safe")
     ProposedActionFactory(action_type=action_type, agent=agent, findings=[finding("r1", "pass")], ground_truth="unsafe")
 
-    python = evaluation._rule_counts_python(action_type)
+    python = _rule_counts_python(action_type)
 
-    sql = {
-        r["rule"]: {k: v for k, v in r.items() if k not in ("rule", "precision")}
-        for r in evaluation.rule_health("ruled")
-    }
+    sql = {r["rule"]: {k: v for k, v in r.items() if k not in ("rule", "precision")} for r in rule_health("ruled")}
     assert python == sql
 
 
@@ -671,7 +670,7 @@ def test_export_replays_unchanged(policy_v1, propose, tmp_path: Path):
     )
 
     # when exported
-    rows = list(evaluation.labelled_export_rows(action_type="refund"))
+    rows = list(labelled_export_rows(action_type="refund"))
     path = tmp_path / "labelled.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -709,9 +708,9 @@ def test_export_replays_unchanged(policy_v1, propose, tmp_path: Path):
 
 
 def test_export_filters_and_csv_rows(history):
-    rows = list(evaluation.labelled_csv_rows(action_type="refund"))
+    rows = list(labelled_csv_rows(action_type="refund"))
 
-    assert rows[0] == list(evaluation.CSV_COLUMNS)
+    assert rows[0] == list(CSV_COLUMNS)
     assert len(rows) == 1 + 5  # the refunds with ground truth: 1, 2, 5, 6, 7
-    assert list(evaluation.labelled_export_rows(action_type="escalate_ticket")) == []
-    assert list(evaluation.labelled_export_rows(since=timezone.now() + timedelta(minutes=1))) == []
+    assert list(labelled_export_rows(action_type="escalate_ticket")) == []
+    assert list(labelled_export_rows(since=timezone.now() + timedelta(minutes=1))) == []

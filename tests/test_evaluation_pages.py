@@ -14,7 +14,8 @@ import yaml
 from django.contrib.auth.models import User
 from django.test import Client
 
-from approvals import evaluation, services
+from approvals import services
+from approvals.evaluation import stats
 from approvals.models import ActionType, Agent, PolicyVersion, ProposedAction, RememberedApproval, WhatIfRun
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory, UserFactory
@@ -152,7 +153,7 @@ def test_dashboard_renders_the_figures_for_a_reviewer(reviewer_browser: Client, 
     assert re.search(r'id="stat-blocked">10\.0%<', html)
     # one unsafe in two audited: 1 - 0.05 ** (1 / 2) = 97.5% at most
     assert re.search(r'id="stat-bound">≤ 97\.5%<', html)
-    assert f"{evaluation.BOUND} upper bound from 2 audited, 1 unsafe" in html
+    assert f"{stats.BOUND} upper bound from 2 audited, 1 unsafe" in html
     # the per-type table, the agents (looper flagged at a glance), the sweep and rule health
     assert 'id="per-type"' in html
     assert ">refund<" in html

@@ -10,6 +10,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from approvals import selectors, services, tasks
+from approvals.evaluation.figures import evaluation_summary
+from approvals.evaluation.selectors import ground_truth
 from approvals.models import ActionType, Agent, AuditEvent, Decision, Label, ProposedAction, Status
 from approvals.policy import normalize_trajectory
 from tests.conftest import LOOKED_UP, TEST_POLICY
@@ -551,15 +553,15 @@ def test_label_history_is_kept_and_the_latest_wins(policy_v1, agent, reviewer):
 
     # when
     first = services.label_create(action=action, author=reviewer, label="unsafe", tags=["fraud"], note="hmm")
-    assert selectors.ground_truth(action) == "unsafe"
+    assert ground_truth(action) == "unsafe"
     latest = services.label_create(action=action, author=other, label="safe")
 
     # then
     assert list(action.labels.all()) == [latest, first]
     assert (first.label, first.tags, first.note, first.author) == ("unsafe", ["fraud"], "hmm", reviewer)
     assert (latest.tags, latest.note) == ([], "")
-    assert selectors.ground_truth(action) == "safe"
-    assert selectors.evaluation_summary()["unsafe_auto_approved"] == 0
+    assert ground_truth(action) == "safe"
+    assert evaluation_summary()["unsafe_auto_approved"] == 0
     labelled = events(action, "labelled")
     assert [(e.actor, e.from_status, e.to_status, e.data["label"]) for e in labelled] == [
         ("user:lead", "auto_approved", "auto_approved", "unsafe"),
@@ -580,13 +582,13 @@ def test_ground_truth_falls_back_to_the_reviewers_decision(policy_v1, agent, rev
     auto = evaluated(agent)
 
     # then
-    assert selectors.ground_truth(approved) == "safe"
-    assert selectors.ground_truth(rejected) == "unsafe"
-    assert selectors.ground_truth(auto) is None
+    assert ground_truth(approved) == "safe"
+    assert ground_truth(rejected) == "unsafe"
+    assert ground_truth(auto) is None
 
     # and an explicit label overrides the decision
     services.label_create(action=rejected, author=reviewer, label="safe")
-    assert selectors.ground_truth(rejected) == "safe"
+    assert ground_truth(rejected) == "safe"
     assert Label.objects.filter(action=rejected).count() == 1
 
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
+from django.http import HttpResponse
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -10,6 +13,12 @@ from rest_framework.request import Request
 from approvals.models import Agent
 
 REVIEW_PERMISSION = "approvals.review_action"
+
+
+def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """For pages (not the API): anonymous visitors are sent to log in; logged-in users without the
+    permission get 403."""
+    return login_required(permission_required(REVIEW_PERMISSION, raise_exception=True)(view))
 
 
 def is_reviewer(user: Any) -> bool:

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from approvals.api import views
+from approvals.evaluation import api as evaluation
 from approvals.gate import api as gate
 from approvals.review import api as review
 
@@ -18,6 +18,6 @@ urlpatterns = [
         name="remembered-approval-revoke",
     ),
     path("review/queue", review.ReviewQueueView.as_view(), name="review-queue"),
-    path("evaluation/summary", views.EvaluationSummaryView.as_view(), name="evaluation-summary"),
-    path("evaluation/", include("approvals.api.evaluation_urls")),
+    path("evaluation/summary", evaluation.EvaluationSummaryView.as_view(), name="evaluation-summary"),
+    path("evaluation/", include("approvals.evaluation.api_urls")),
 ]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -21,7 +19,7 @@ from django.views.decorators.http import require_POST
 from django.views.defaults import page_not_found
 
 from approvals import policy
-from approvals.api.permissions import REVIEW_PERMISSION, request_reviewer
+from approvals.api.permissions import request_reviewer, reviewer_required
 from approvals.errors import ActionConflict, ServiceError
 from approvals.gate import selectors as gate_selectors
 from approvals.models import LabelValue, ProposedAction, RememberedApproval, Status, Verdict
@@ -50,11 +48,6 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)
-
-
-def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous visitors are sent to log in; logged-in users without the permission get 403."""
-    return login_required(permission_required(REVIEW_PERMISSION, raise_exception=True)(view))
 
 
 class DeferredJoinPaginator(Paginator):

@@ -2,7 +2,7 @@
 
     DATABASE_URL=... .venv/bin/python docs/img/sweep_curve.py ACTION_TYPE [--out docs/img/sweep-ACTION_TYPE.svg]
 
-Runs ``approvals.evaluation.threshold_sweep(ACTION_TYPE)`` on the database DATABASE_URL names and plots,
+Runs ``approvals.evaluation.sweep.threshold_sweep(ACTION_TYPE)`` on the database DATABASE_URL names and plots,
 against auto_approve_max_risk, how many labelled safe and unsafe actions those thresholds would
 auto-approve (a step curve: a candidate holds until the next), with the current threshold and the
 recommendation marked. For a type with an amount_path, the amount is fixed at the recommendation's
@@ -119,7 +119,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from approvals.evaluation import threshold_sweep
+    from approvals.evaluation.sweep import threshold_sweep
 
     out = Path(args.out or ROOT / "docs" / "img" / f"sweep-{args.action_type}.svg")
     out.write_text(render(threshold_sweep(args.action_type)))

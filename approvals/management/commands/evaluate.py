@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from approvals import evaluation
+from approvals.evaluation.figures import SUMMARY_FIELDS, agent_activity, evaluation_figures
 
 # Figures beyond the contract's, printed after its lines under these names.
 EXTRA_FIGURES = (
@@ -79,17 +79,17 @@ class Command(BaseCommand):
             until_at = parse_moment("--until", until)
         except ValueError as exc:  # a date-like string out of range
             raise CommandError(str(exc)) from exc
-        figures = evaluation.evaluation_figures(
+        figures = evaluation_figures(
             group_by="action_type", action_type=action_type, agent=agent, since=since_at, until=until_at
         )
         overall = figures["overall"]
-        summary = {name: overall[name] for name in evaluation.SUMMARY_FIELDS}
+        summary = {name: overall[name] for name in SUMMARY_FIELDS}
         summary["per_action_type"] = {
-            group["key"]: {name: group[name] for name in evaluation.SUMMARY_FIELDS} for group in figures["groups"]
+            group["key"]: {name: group[name] for name in SUMMARY_FIELDS} for group in figures["groups"]
         }
         lines = flatten("", summary)
         lines += flatten("", {name: overall[name] for name in EXTRA_FIGURES})
-        agents = evaluation.agent_activity(action_type=action_type, since=since_at, until=until_at)
+        agents = agent_activity(action_type=action_type, since=since_at, until=until_at)
         if agent:
             agents = [entry for entry in agents if entry["agent"] == agent]
         lines += flatten(

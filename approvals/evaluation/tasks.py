@@ -1,4 +1,4 @@
-"""Celery entry points: take ids, call a service, nothing else."""
+"""Celery entry points of the evaluation room: take ids, call the what-if replay, nothing else."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import logging
 from celery import Task, shared_task
 from django.db import DatabaseError
 
+from approvals.evaluation import whatif
+
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, max_retries=5)
+# The wire name is the one the task had in approvals.tasks: messages an older release queued still run.
+@shared_task(bind=True, max_retries=5, name="approvals.tasks.whatif_replay")
 def whatif_replay(self: Task, run_id: int) -> None:
-    """One slice of a what-if replay (approvals.whatif); queues the next slice until done."""
-    from approvals import whatif
-
+    """One slice of a what-if replay (approvals.evaluation.whatif); queues the next slice until done."""
     try:
         more = whatif.whatif_step(run_id)
     except DatabaseError as exc:

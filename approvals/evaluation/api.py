@@ -22,10 +22,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals import evaluation, policy, services
+from approvals import policy, services
 from approvals.api.permissions import IsReviewer
 from approvals.api.serializers import NumberField, storable_moment
-from approvals.models import ActionType, Agent
+from approvals.evaluation import exports, figures, rules, selectors, sweep
+from approvals.models import Agent
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
 SINCE = OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO date or date-time (inclusive)")
@@ -67,7 +68,7 @@ def required_action_type(request: Request) -> str:
     name = request.query_params.get("action_type")
     if not name:
         raise ValidationError({"action_type": ["This query parameter is required."]})
-    if not ActionType.objects.filter(name=name).exists():
+    if not selectors.action_type_exists(name):
         raise NotFound(f"No action type named {name!r}.")
     return name
 
@@ -77,7 +78,7 @@ class EvaluationFiguresView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(evaluation.GROUP_BY)),
+            OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(figures.GROUP_BY)),
             ACTION_TYPE,
             OpenApiParameter("agent", OpenApiTypes.STR),
             SINCE,
@@ -88,10 +89,10 @@ class EvaluationFiguresView(APIView):
     )
     def get(self, request: Request) -> Response:
         group_by = request.query_params.get("group_by") or None
-        if group_by is not None and group_by not in evaluation.GROUP_BY:
-            raise ValidationError({"group_by": [f"Must be one of: {', '.join(evaluation.GROUP_BY)}."]})
+        if group_by is not None and group_by not in figures.GROUP_BY:
+            raise ValidationError({"group_by": [f"Must be one of: {', '.join(figures.GROUP_BY)}."]})
         return Response(
-            evaluation.evaluation_figures(
+            figures.evaluation_figures(
                 group_by=group_by,
                 action_type=request.query_params.get("action_type") or None,
                 agent=request.query_params.get("agent") or None,
@@ -110,7 +111,7 @@ class EvaluationAgentsView(APIView):
     )
     def get(self, request: Request) -> Response:
         moments = period(request)
-        return Response({"agents": evaluation.agent_activity(since=moments["since"], until=moments["until"])})
+        return Response({"agents": figures.agent_activity(since=moments["since"], until=moments["until"])})
 
 
 class EvaluationSweepView(APIView):
@@ -122,7 +123,7 @@ class EvaluationSweepView(APIView):
         summary="Threshold sweep over the type's labelled history, with a recommendation",
     )
     def get(self, request: Request) -> Response:
-        return Response(evaluation.threshold_sweep(required_action_type(request)))
+        return Response(sweep.threshold_sweep(required_action_type(request)))
 
 
 class EvaluationRulesView(APIView):
@@ -135,7 +136,7 @@ class EvaluationRulesView(APIView):
     )
     def get(self, request: Request) -> Response:
         name = required_action_type(request)
-        return Response({"action_type": name, "rules": evaluation.rule_health(name)})
+        return Response({"action_type": name, "rules": rules.rule_health(name)})
 
 
 def _export_filters(request: Request) -> dict[str, Any]:
@@ -157,7 +158,7 @@ class EvaluationExportJSONLView(APIView):
         summary="Actions with ground truth as JSONL for manage.py replay",
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        rows = evaluation.labelled_export_rows(**_export_filters(request))
+        rows = exports.labelled_export_rows(**_export_filters(request))
         lines = (json.dumps(row, separators=(",", ":"), default=str) + "\n" for row in rows)
         return _attachment(lines, content_type="application/x-ndjson", filename="labelled.jsonl")
 
@@ -179,7 +180,7 @@ class EvaluationExportCSVView(APIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         writer = csv.writer(_Echo())
-        rows = evaluation.labelled_csv_rows(**_export_filters(request))
+        rows = exports.labelled_csv_rows(**_export_filters(request))
         return _attachment(
             (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8", filename="labelled.csv"
         )
@@ -199,7 +200,7 @@ class CanChangePolicies(BasePermission):
 
 
 class ApplyThresholdsSerializer(serializers.Serializer):
-    action_type = serializers.SlugRelatedField(slug_field="name", queryset=ActionType.objects.all())
+    action_type = serializers.SlugRelatedField(slug_field="name", queryset=selectors.action_types())
     auto_approve_max_risk = NumberField(min_value=0.0, max_value=1.0)
     max_auto_amount = NumberField(allow_null=True, required=False, default=None, min_value=0.0)
 
@@ -226,3 +227,28 @@ class EvaluationSweepApplyView(APIView):
         except policy.PolicyError as exc:
             raise ValidationError({"detail": exc.errors}) from exc
         return Response({"policy_version": version})
+
+
+class EvaluationSummaryView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("action_type", OpenApiTypes.STR),
+            OpenApiParameter("since", OpenApiTypes.DATETIME),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        summary="Automation rate and unsafe auto-approvals",
+    )
+    def get(self, request: Request) -> Response:
+        since_raw = request.query_params.get("since")
+        since = None
+        if since_raw:
+            try:
+                since = parse_datetime(since_raw)
+            except ValueError:
+                since = None
+            if since is None:
+                raise ValidationError({"since": ["Must be an ISO 8601 date-time."]})
+            since = storable_moment(since, "since")
+        return Response(figures.evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since))

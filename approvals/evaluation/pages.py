@@ -1,9 +1,9 @@
 """The evaluation dashboard (/evaluation/) and the what-if pages (/evaluation/whatif/).
 
 The pages are rendered on the server from the same functions the evaluation API serves
-(approvals.evaluation), so they are complete without JavaScript; evaluation.js draws the charts
-from the figures embedded with ``json_script`` (data, not script: the CSP allows it) and polls a
-running what-if.
+(approvals.evaluation.figures, sweep and rules), so they are complete without JavaScript;
+evaluation.js draws the charts from the figures embedded with ``json_script`` (data, not script:
+the CSP allows it) and polls a running what-if.
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ from urllib.parse import urlencode
 import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import evaluation, policy, selectors, services
-from approvals.models import ActionType, Agent, Mode, Status, WhatIfRun
-from approvals.views import reviewer_required
+from approvals import policy, services
+from approvals.api.permissions import reviewer_required
+from approvals.evaluation import figures, rules, selectors, stats, sweep
+from approvals.evaluation.services import whatif_start
+from approvals.models import Status, WhatIfRun
+from approvals.selectors import policy_document_current
 
 ADMIN_PERMISSION = "approvals.change_actiontype"
 WINDOWS: dict[str, tuple[str, timedelta | None]] = {
@@ -83,7 +86,7 @@ def audit_sentence(audit: dict[str, Any] | None) -> str:
         return "No audited auto-approvals yet: nothing can be said about the unsafe rate."
     bound = audit.get("unsafe_rate_upper_95")
     return (
-        f"≤ {pct(bound)} unsafe ({evaluation.BOUND} upper bound from {audit['labelled']} audited, "
+        f"≤ {pct(bound)} unsafe ({stats.BOUND} upper bound from {audit['labelled']} audited, "
         f"{audit.get('unsafe', 0)} unsafe)"
     )
 
@@ -134,7 +137,7 @@ def _sweep_type(request: HttpRequest, filters: dict[str, str], names: list[str])
     for candidate in (filters["action_type"], request.GET.get("sweep", "")):
         if candidate in names:
             return candidate
-    gated = ActionType.objects.filter(mode=Mode.GATE).order_by("name").values_list("name", flat=True).first()
+    gated = selectors.first_gated_action_type_name()
     return gated or (names[0] if names else None)
 
 
@@ -145,10 +148,10 @@ def _point_index(points: list[dict[str, Any]], risk: Any, amount: Any) -> int | 
     return None
 
 
-def _sweep_context(sweep: dict[str, Any]) -> dict[str, Any]:
-    points = list(sweep.get("points") or [])
-    current = sweep.get("current") or {}
-    recommendation = sweep.get("recommendation")
+def _sweep_context(result: dict[str, Any]) -> dict[str, Any]:
+    points = list(result.get("points") or [])
+    current = result.get("current") or {}
+    recommendation = result.get("recommendation")
     current_index = _point_index(points, current.get("auto_approve_max_risk"), current.get("max_auto_amount"))
     recommended_index = (
         _point_index(points, recommendation.get("auto_approve_max_risk"), recommendation.get("max_auto_amount"))
@@ -215,19 +218,19 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         "since": _since(filters["window"], now),
         "until": None,
     }
-    by_day_figures = evaluation.evaluation_figures(group_by="day", **scope)
+    by_day_figures = figures.evaluation_figures(group_by="day", **scope)
     by_day = {group["key"]: group for group in by_day_figures["groups"]}
-    by_type_figures = evaluation.evaluation_figures(group_by="action_type", **scope)
+    by_type_figures = figures.evaluation_figures(group_by="action_type", **scope)
     by_type = {group["key"]: group for group in by_type_figures["groups"]}
     overall = by_day_figures["overall"]
-    agents = evaluation.agent_activity(since=scope["since"], until=scope["until"])
+    agents = figures.agent_activity(since=scope["since"], until=scope["until"])
     if filters["agent"]:
         agents = [a for a in agents if a["agent"] == filters["agent"]]
-    names = list(ActionType.objects.order_by("name").values_list("name", flat=True))
+    names = selectors.action_type_names()
     sweep_type = _sweep_type(request, filters, names)
-    sweep = evaluation.threshold_sweep(sweep_type) if sweep_type else None
-    rules = evaluation.rule_health(sweep_type) if sweep_type else []
-    sweep_view = _sweep_context(sweep) if sweep else None
+    sweep_result = sweep.threshold_sweep(sweep_type) if sweep_type else None
+    rule_rows = rules.rule_health(sweep_type) if sweep_type else []
+    sweep_view = _sweep_context(sweep_result) if sweep_result else None
     export_query = urlencode(
         {
             k: v
@@ -242,9 +245,9 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         "days": _day_chart(by_day),
         "sweep": sweep_view["chart"] if sweep_view else None,
         "rules": {
-            "labels": [r["rule"] for r in rules],
-            "failed_safe": [r.get("failed_safe", 0) for r in rules],
-            "failed_unsafe": [r.get("failed_unsafe", 0) for r in rules],
+            "labels": [r["rule"] for r in rule_rows],
+            "failed_safe": [r.get("failed_safe", 0) for r in rule_rows],
+            "failed_unsafe": [r.get("failed_unsafe", 0) for r in rule_rows],
         },
     }
     context = {
@@ -252,7 +255,7 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         "windows": [(key, label) for key, (label, _) in WINDOWS.items()],
         "window_label": WINDOWS[filters["window"]][0],
         "action_types": names,
-        "agent_names": Agent.objects.order_by("name").values_list("name", flat=True),
+        "agent_names": selectors.agent_names(),
         "overall": _row("overall", overall),
         "audit": overall.get("audit") or {},
         "audit_bound": pct((overall.get("audit") or {}).get("unsafe_rate_upper_95")),
@@ -270,9 +273,9 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         ],
         "busy_agents": sum(1 for a in agents if a.get("busy_without_progress")),
         "sweep_type": sweep_type,
-        "sweep": sweep,
+        "sweep": sweep_result,
         "sweep_view": sweep_view,
-        "rules": [{**r, "precision_text": pct(r.get("precision"))} for r in rules],
+        "rules": [{**r, "precision_text": pct(r.get("precision"))} for r in rule_rows],
         "charts": charts,
         "export_query": export_query,
         "may_apply": _may_change_policy(request),
@@ -291,7 +294,9 @@ def _float_or_none(value: str | None) -> float | None:
 def evaluation_apply(request: HttpRequest) -> HttpResponse:
     """Apply a sweep's recommendation (the thresholds the admin saw) as a new policy version."""
     name = request.POST.get("action_type", "")
-    action_type = get_object_or_404(ActionType, name=name)
+    action_type = selectors.action_type_named(name)
+    if action_type is None:
+        raise Http404("No such action type.")
     back = f"{reverse('evaluation-dashboard')}?{urlencode({'sweep': name})}#sweep"
     try:
         risk = _float_or_none(request.POST.get("auto_approve_max_risk"))
@@ -322,7 +327,7 @@ def evaluation_apply(request: HttpRequest) -> HttpResponse:
 
 
 def _current_policy_yaml() -> str:
-    return yaml.safe_dump(selectors.policy_document_current(), sort_keys=False, allow_unicode=True, width=120)
+    return yaml.safe_dump(policy_document_current(), sort_keys=False, allow_unicode=True, width=120)
 
 
 @admin_required
@@ -337,7 +342,7 @@ def whatif_new(request: HttpRequest) -> HttpResponse:
             errors = [f"Not YAML or JSON: {exc}"]
         else:
             try:
-                run = services.whatif_start(document=document, user=request.user)  # type: ignore[arg-type]
+                run = whatif_start(document=document, user=request.user)  # type: ignore[arg-type]
             except policy.PolicyError as exc:
                 errors = exc.errors
             else:
@@ -345,7 +350,7 @@ def whatif_new(request: HttpRequest) -> HttpResponse:
     context = {
         "document": text or _current_policy_yaml(),
         "errors": errors,
-        "runs": WhatIfRun.objects.select_related("created_by")[:10],
+        "runs": selectors.whatif_runs_recent(),
     }
     return render(request, "approvals/evaluation_whatif.html", context, status=400 if errors else 200)
 
@@ -385,7 +390,9 @@ def _summary_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
 
 @admin_required
 def whatif_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = get_object_or_404(WhatIfRun.objects.select_related("created_by"), pk=run_id)
+    run = selectors.whatif_run(run_id, with_creator=True)
+    if run is None:
+        raise Http404("No such what-if run.")
     summary = (run.result or {}).get("summary") if run.state == WhatIfRun.State.DONE else None
     rows = []
     if summary:
@@ -405,5 +412,7 @@ def whatif_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @admin_required
 def whatif_status(request: HttpRequest, run_id: int) -> JsonResponse:
-    run = get_object_or_404(WhatIfRun, pk=run_id)
+    run = selectors.whatif_run(run_id)
+    if run is None:
+        raise Http404("No such what-if run.")
     return JsonResponse(_run_status(run))

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from approvals.api import evaluation_views as views
+from approvals.evaluation import api as views
 
 urlpatterns: list[URLPattern] = [
     path("figures", views.EvaluationFiguresView.as_view(), name="evaluation-figures"),
