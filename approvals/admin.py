@@ -17,7 +17,10 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from approvals import policy, services
+from approvals import policy
+from approvals.gate.agents import agent_revoke_tokens, agent_rotate_token
+from approvals.gate.policies import action_type_policy_changed
+from approvals.integrations.services import webhook_redeliver
 from approvals.models import (
     ActionType,
     Agent,
@@ -30,6 +33,7 @@ from approvals.models import (
     WebhookDelivery,
     WhatIfRun,
 )
+from approvals.review.services import remembered_approval_revoke
 
 
 def _validate_with_spec(
@@ -131,9 +135,7 @@ class ActionTypeAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         with transaction.atomic():
             super().save_related(request, form, formsets, change)
-            version = services.action_type_policy_changed(
-                action_type=form.instance, actor=f"user:{request.user.get_username()}"
-            )
+            version = action_type_policy_changed(action_type=form.instance, actor=f"user:{request.user.get_username()}")
         messages.info(request, f"Saved as policy_version {version}.")
 
 
@@ -171,8 +173,7 @@ class AgentAdmin(admin.ModelAdmin):
     def _issue_tokens(self, request: HttpRequest, queryset: QuerySet[Agent], grace_minutes: int | None) -> HttpResponse:
         actor = f"user:{request.user.get_username()}"
         issued = [
-            (agent, services.agent_rotate_token(agent=agent, actor=actor, grace_minutes=grace_minutes))
-            for agent in queryset
+            (agent, agent_rotate_token(agent=agent, actor=actor, grace_minutes=grace_minutes)) for agent in queryset
         ]
         # The tokens are shown on this response only: not in a message (which the cookie storage
         # would carry to the next page), and never cached.
@@ -199,7 +200,7 @@ class AgentAdmin(admin.ModelAdmin):
         actor = f"user:{request.user.get_username()}"
         names = []
         for agent in queryset:
-            services.agent_revoke_tokens(agent=agent, actor=actor)
+            agent_revoke_tokens(agent=agent, actor=actor)
             names.append(agent.name)
         self.message_user(request, f"Revoked every token of: {', '.join(names)}.", messages.WARNING)
 
@@ -272,7 +273,7 @@ class RememberedApprovalAdmin(ReadOnlyAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[RememberedApproval]) -> None:
         revoked = 0
         for remembered in queryset.filter(revoked_at__isnull=True):
-            services.remembered_approval_revoke(remembered=remembered, user=request.user)  # type: ignore[arg-type]
+            remembered_approval_revoke(remembered=remembered, user=request.user)  # type: ignore[arg-type]
             revoked += 1
         messages.success(request, f"Revoked {revoked} remembered approval{'' if revoked == 1 else 's'}.")
 
@@ -305,6 +306,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         deliveries = list(queryset.select_related("action"))
         for delivery in deliveries:
-            services.webhook_redeliver(delivery=delivery, actor=f"user:{request.user.get_username()}")
+            webhook_redeliver(delivery=delivery, actor=f"user:{request.user.get_username()}")
         count = len(deliveries)
         messages.success(request, f"Queued {count} redeliver{'y' if count == 1 else 'ies'}.")

@@ -238,7 +238,7 @@ class ProposedAction(models.Model):
         ]
         indexes = [
             # The review queue: escalated first, then SLA deadline, then risk.
-            # Its column order and NULLS placement match selectors.review_queue(), so that a page of
+            # Its column order and NULLS placement match review_queue(), so that a page of
             # the queue is an index scan, however long the queue.
             models.Index(
                 F("escalated").desc(),
@@ -396,7 +396,7 @@ class AuditEvent(models.Model):
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
     data = models.JSONField(default=dict)
-    # Set by services.audit_record before hashing (not auto_now_add, which would overwrite it on save).
+    # Set by audit_record before hashing (not auto_now_add, which would overwrite it on save).
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Hash chain (approvals/audit_chain.py): one chain per action, "gate" for events without one;
     # hash = SHA-256(prev_hash, canonical content). A database trigger refuses UPDATE and DELETE.

@@ -1,4 +1,4 @@
-"""What the audit log's hash chain costs: `services.audit_record` calls/s with and without the chain.
+"""What the audit log's hash chain costs: `audit_record` calls/s with and without the chain.
 
     GATE_AUDIT_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/gate_audit_bench \\
         .venv/bin/python bench/audit_chain.py [--events 2000] [--rounds 5] [--verify-rows 100000]
@@ -26,6 +26,11 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from approvals.gate.agents import agent_create
+from approvals.gate.policies import policies_import
+from approvals.gate.services import action_propose, request_fingerprint
+from approvals.lifecycle.audit import audit_record
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,18 +74,18 @@ def main() -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from approvals import audit_chain, services
+    from approvals.lifecycle import audit_chain
     from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, Status
 
     call_command("migrate", verbosity=0)
     truncate()
     if not ActionType.objects.filter(name="refund").exists():
-        services.policies_import(
+        policies_import(
             document={"version": 1, "action_types": [{"name": "refund", "params_schema": {"type": "object"}}]},
             actor="bench",
         )
     refund = ActionType.objects.get(name="refund")
-    agent = Agent.objects.filter(name="bench-audit").first() or services.agent_create(name="bench-audit")[0]
+    agent = Agent.objects.filter(name="bench-audit").first() or agent_create(name="bench-audit")[0]
     actions = ProposedAction.objects.bulk_create(
         ProposedAction(
             agent=agent,
@@ -114,7 +119,7 @@ def main() -> None:
 
     def per_action(n: int) -> None:
         with transaction.atomic():
-            services.audit_record(
+            audit_record(
                 action=actions[n % len(actions)],
                 event="evaluated",
                 actor="policy",
@@ -125,7 +130,7 @@ def main() -> None:
 
     def gate(n: int) -> None:
         with transaction.atomic():
-            services.audit_record(action=None, event="policy_changed", actor="bench", data=data)
+            audit_record(action=None, event="policy_changed", actor="bench", data=data)
 
     variants = {
         "plain insert (before the chain)": plain,
@@ -145,9 +150,9 @@ def main() -> None:
                 for n in range(args.events):
                     write(n)
             rates[(name, batched)].append(args.events / (time.perf_counter() - started))
-    # End to end: services.action_propose (its evaluation runs eagerly on commit: 2 transactions, 2 audit
+    # End to end: action_propose (its evaluation runs eagerly on commit: 2 transactions, 2 audit
     # events, plus the rest of the gate's work) with the chained audit_record and with the plain insert.
-    chained_record = services.audit_record
+    chained_record = audit_record
 
     def plain_record(*, action: Any, event: str, actor: str, from_status: str = "", to_status: str = "",
                      data: Any = None) -> Any:  # fmt: skip
@@ -159,22 +164,20 @@ def main() -> None:
     def propose(n: int) -> None:
         params = {"order_id": f"P-{uuid.uuid4()}", "amount": n % 300}
         body = {"action_type": "refund", "params": params}
-        services.action_propose(
-            agent=agent, action_type=refund, params=params, fingerprint=services.request_fingerprint(body)
-        )
+        action_propose(agent=agent, action_type=refund, params=params, fingerprint=request_fingerprint(body))
 
     propose_rates: dict[str, list[float]] = {"plain": [], "chained": []}
     proposals = max(1, args.events // 4)
     for _ in range(args.rounds):
         for name in random.sample(list(propose_rates), 2):
-            services.audit_record = plain_record if name == "plain" else chained_record  # type: ignore[assignment]
+            audit_record = plain_record if name == "plain" else chained_record  # type: ignore[assignment]
             try:
                 started = time.perf_counter()
                 for n in range(proposals):
                     propose(n)
                 propose_rates[name].append(proposals / (time.perf_counter() - started))
             finally:
-                services.audit_record = chained_record  # type: ignore[assignment]
+                audit_record = chained_record  # type: ignore[assignment]
 
     per_action_events = AuditEvent.objects.filter(action__isnull=False).exclude(chain="bench-plain").count()
 
@@ -244,7 +247,7 @@ def main() -> None:
     plain_p, chained_p = (statistics.median(propose_rates[k]) for k in ("plain", "chained"))
     lines += [
         "",
-        f"End to end, `services.action_propose` with its eager evaluation ({proposals} per round, 2 audit events "
+        f"End to end, `action_propose` with its eager evaluation ({proposals} per round, 2 audit events "
         f"each): {chained_p:,.1f}/s chained vs {plain_p:,.1f}/s with the plain insert = "
         f"{chained_p / plain_p:.2f} (ranges {min(propose_rates['chained']):,.1f} - "
         f"{max(propose_rates['chained']):,.1f} and {min(propose_rates['plain']):,.1f} - "

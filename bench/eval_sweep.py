@@ -28,6 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from approvals.gate.agents import agent_create
+from approvals.gate.policies import policies_import
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = os.environ.get(
@@ -174,7 +177,7 @@ def fill(rows: int, reload: bool) -> tuple[Any, float | None]:
     from django.core.management import call_command
     from django.db import connection
 
-    from approvals import services
+    pass
     from approvals.models import ActionType, Agent, ProposedAction
 
     call_command("migrate", verbosity=0)
@@ -187,9 +190,9 @@ def fill(rows: int, reload: bool) -> tuple[Any, float | None]:
     with connection.cursor() as cursor:
         # Its own database: clear every action (and what hangs off them) at once.
         cursor.execute("TRUNCATE approvals_proposedaction CASCADE")
-    services.policies_import(document=POLICY, actor="bench")
+    policies_import(document=POLICY, actor="bench")
     action_type = ActionType.objects.get(name=TYPE_NAME)
-    agent = Agent.objects.filter(name="bench-agent").first() or services.agent_create(name="bench-agent")[0]
+    agent = Agent.objects.filter(name="bench-agent").first() or agent_create(name="bench-agent")[0]
     with connection.cursor() as cursor:
         for start in range(1, rows + 1, CHUNK):
             stop = min(rows, start + CHUNK - 1)

@@ -33,6 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from approvals.gate.agents import agent_create
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -136,10 +139,10 @@ def setup_django() -> None:
 
 
 def direct_agent() -> Any:
-    from approvals import services
+    pass
     from approvals.models import Agent
 
-    return Agent.objects.filter(name="bench-direct").first() or services.agent_create(name="bench-direct")[0]
+    return Agent.objects.filter(name="bench-direct").first() or agent_create(name="bench-direct")[0]
 
 
 def propose_direct(agent: Any, n: int, *, bare: bool = False) -> list[str]:
@@ -149,13 +152,13 @@ def propose_direct(agent: Any, n: int, *, bare: bool = False) -> list[str]:
 
     from django.db import transaction
 
-    from approvals import services
+    pass
     from approvals.models import ActionType, ProposedAction
     from bench.baseline.tasks import touch_row
 
     body = small_body()
     refund = ActionType.objects.get(name="refund")
-    fingerprint = services.request_fingerprint(body)
+    fingerprint = request_fingerprint(body)
     ids = []
     for _ in range(n):
         if bare:
@@ -170,7 +173,7 @@ def propose_direct(agent: Any, n: int, *, bare: bool = False) -> list[str]:
                 )
                 transaction.on_commit(partial(touch_row.delay, str(action.id)))
         else:
-            action, _ = services.action_propose(
+            action, _ = action_propose(
                 agent=agent,
                 action_type=refund,
                 params=body["params"],
@@ -493,9 +496,9 @@ def query_counts(report: Report, section: str) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from approvals import services
+    pass
 
-    _agent, token = services.agent_create(name=f"bench-q-{uuid.uuid4().hex[:6]}")
+    _agent, token = agent_create(name=f"bench-q-{uuid.uuid4().hex[:6]}")
     client = Client(HTTP_HOST="127.0.0.1")
     lines = []
     counts = []
@@ -513,7 +516,7 @@ def query_counts(report: Report, section: str) -> None:
     lines += ["# POST /api/v1/actions", *(q["sql"][:300] for q in ctx.captured_queries)]
     action_id = response.json()["id"]
     with CaptureQueriesContext(connection) as ctx:
-        services.action_evaluate(action_id=action_id)
+        action_evaluate(action_id=action_id)
     evaluate = len(ctx.captured_queries)
     lines += ["", "# evaluate_action (auto-approve)", *(q["sql"][:300] for q in ctx.captured_queries)]
     (PROFILES / "queries.txt").write_text("\n".join(lines) + "\n")

@@ -29,6 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from approvals.gate.agents import agent_create
+from approvals.gate.policies import policies_import
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = os.environ.get(
@@ -95,7 +98,7 @@ def fill(rows: int, reload: bool) -> float | None:
     from django.core.management import call_command
     from django.db import connection
 
-    from approvals import services
+    pass
     from approvals.models import ActionType, Agent, ProposedAction
 
     call_command("migrate", verbosity=0)
@@ -106,7 +109,7 @@ def fill(rows: int, reload: bool) -> float | None:
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE approvals_proposedaction CASCADE")
-    services.policies_import(
+    policies_import(
         document={
             "version": 1,
             "action_types": [{"name": name, "params_schema": {"type": "object"}} for name in TYPES],
@@ -115,8 +118,7 @@ def fill(rows: int, reload: bool) -> float | None:
     )
     types = list(ActionType.objects.filter(name__in=TYPES).values_list("pk", flat=True))
     agents = [
-        (Agent.objects.filter(name=f"bench-{i}").first() or services.agent_create(name=f"bench-{i}")[0]).pk
-        for i in range(20)
+        (Agent.objects.filter(name=f"bench-{i}").first() or agent_create(name=f"bench-{i}")[0]).pk for i in range(20)
     ]
     with connection.cursor() as cursor:
         for start in range(1, rows + 1, CHUNK):

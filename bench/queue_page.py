@@ -20,6 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from approvals.gate.agents import agent_create
+from approvals.gate.policies import policies_import
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = os.environ.get("GATE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gate_bench")
@@ -41,7 +44,7 @@ def ensure_database(url: str) -> None:
 def fill(items: int) -> None:
     from django.core.management import call_command
 
-    from approvals import services
+    pass
     from approvals.models import ActionType, Agent, ProposedAction, Status
 
     call_command("migrate", verbosity=0)
@@ -49,14 +52,12 @@ def fill(items: int) -> None:
         return
     ProposedAction.objects.all().delete()
     if not ActionType.objects.filter(name="refund").exists():
-        services.policies_import(
+        policies_import(
             document={"version": 1, "action_types": [{"name": "refund", "params_schema": {"type": "object"}}]},
             actor="bench",
         )
     refund = ActionType.objects.get(name="refund")
-    agents = [
-        Agent.objects.filter(name=f"bench-{i}").first() or services.agent_create(name=f"bench-{i}")[0] for i in range(5)
-    ]
+    agents = [Agent.objects.filter(name=f"bench-{i}").first() or agent_create(name=f"bench-{i}")[0] for i in range(5)]
     now = datetime.now(UTC)
     batch = []
     for n in range(items):

@@ -11,7 +11,7 @@ import gate_client
 import httpx
 from rest_framework.authtoken.models import Token
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from tests.conftest import ROOT, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -43,7 +43,7 @@ class Stack:
     """TEST_POLICY imported, an agent with a client, and a reviewer (lead) deciding via the API."""
 
     def __init__(self, base_url: str) -> None:
-        services.policies_import(document=TEST_POLICY, actor="test")
+        policies_import(document=TEST_POLICY, actor="test")
         self.base_url = base_url
         self.agent = AgentFactory()
         reviewer = ReviewerFactory(username="lead")

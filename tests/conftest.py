@@ -21,7 +21,7 @@ import redis
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from bench.workload import REFUND_TYPE
 from escalation_app.celery import app as celery_app
 from tests.factories import AgentFactory, ReviewerFactory
@@ -81,7 +81,7 @@ def _celery_mode(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def policy_v1(db: None) -> int:
-    return services.policies_import(document=TEST_POLICY, actor="test")
+    return policies_import(document=TEST_POLICY, actor="test")
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import (
     ActionType,
     Agent,
@@ -39,6 +39,7 @@ from approvals.models import (
     WebhookDelivery,
     WhatIfRun,
 )
+from approvals.review.services import label_create
 from tests.conftest import TEST_POLICY
 from tests.factories import AgentFactory, ProposedActionFactory, reviewers_group
 from tests.test_admin import form as action_type_form
@@ -389,7 +390,7 @@ def test_every_url_pattern_is_in_the_matrix() -> None:
 
 @pytest.fixture
 def world(db: None) -> World:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     w = World(
         agent=AgentFactory(name="owner-bot"),
         other=AgentFactory(name="other-bot"),
@@ -401,7 +402,7 @@ def world(db: None) -> World:
     # one of everything the admin lists, so that its object pages have something to show
     w.remembered()
     w.whatif()
-    services.label_create(action=w.action(Status.AUTO_APPROVED), author=w.reviewer, label=LabelValue.SAFE)
+    label_create(action=w.action(Status.AUTO_APPROVED), author=w.reviewer, label=LabelValue.SAFE)
     Token.objects.create(user=w.reviewer)
     WebhookDelivery.objects.create(action=w.action(), event="action.decided", url="https://a.example/", body="{}")
     return w

@@ -20,7 +20,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from approvals import services
+from approvals.errors import ServiceError
+from approvals.gate import agents
+from approvals.gate.agents import agent_authenticate, agent_create, agent_revoke_tokens, agent_rotate_token, token_hash
 from approvals.models import Agent, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +54,7 @@ def expire_grace(agent: Agent) -> None:
 def test_only_the_digest_reaches_the_database_and_the_match_is_compared_in_constant_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    agent, token = services.agent_create(name="bot")
+    agent, token = agent_create(name="bot")
     compared: list[tuple[str, str]] = []
     real_compare = hmac.compare_digest
 
@@ -60,17 +62,17 @@ def test_only_the_digest_reaches_the_database_and_the_match_is_compared_in_const
         compared.append((a, b))
         return real_compare(a, b)
 
-    monkeypatch.setattr(services.hmac, "compare_digest", recording_compare)
+    monkeypatch.setattr(agents.hmac, "compare_digest", recording_compare)
 
     with CaptureQueriesContext(connection) as queries:
-        assert services.agent_authenticate(token) == agent
-        assert services.agent_authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+        assert agent_authenticate(token) == agent
+        assert agent_authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
 
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     assert token not in sql
-    assert services.token_hash(token) in sql  # the lookup is by the non-secret digest
+    assert token_hash(token) in sql  # the lookup is by the non-secret digest
     # the row found is confirmed with hmac.compare_digest, digest against digest
-    assert (agent.token_hash, services.token_hash(token)) in compared
+    assert (agent.token_hash, token_hash(token)) in compared
     stored = Agent.objects.get(pk=agent.pk)
     assert token not in {stored.token_hash, stored.token_prefix, stored.webhook_secret}
     assert len(stored.token_hash or "") == 64
@@ -78,15 +80,15 @@ def test_only_the_digest_reaches_the_database_and_the_match_is_compared_in_const
 
 @pytest.mark.parametrize("token", ["", "x" * 10_000, "gat_" + "\u00e9" * 40, "two words"])
 def test_odd_tokens_are_refused_with_401(token: str) -> None:
-    services.agent_create(name="bot")
-    assert services.agent_authenticate(token) is None
+    agent_create(name="bot")
+    assert agent_authenticate(token) is None
     assert answers(token) == 401
 
 
 def test_empty_and_oversized_tokens_never_reach_the_database() -> None:
     with CaptureQueriesContext(connection) as queries:
-        assert services.agent_authenticate("") is None
-        assert services.agent_authenticate("x" * 10_000) is None
+        assert agent_authenticate("") is None
+        assert agent_authenticate("x" * 10_000) is None
     assert queries.captured_queries == []
 
 
@@ -95,10 +97,10 @@ def test_empty_and_oversized_tokens_never_reach_the_database() -> None:
 
 def test_rotation_keeps_the_previous_token_working_for_the_grace_period() -> None:
     # given
-    agent, old = services.agent_create(name="bot")
+    agent, old = agent_create(name="bot")
 
     # when
-    new = services.agent_rotate_token(agent=agent, actor="test", grace_minutes=30)
+    new = agent_rotate_token(agent=agent, actor="test", grace_minutes=30)
 
     # then: both work now
     assert new != old
@@ -122,25 +124,25 @@ def test_rotation_keeps_the_previous_token_working_for_the_grace_period() -> Non
 
 @override_settings(GATE_TOKEN_ROTATION_GRACE_MINUTES=5)
 def test_the_default_grace_comes_from_settings() -> None:
-    agent, old = services.agent_create(name="bot")
-    services.agent_rotate_token(agent=agent, actor="test")
+    agent, old = agent_create(name="bot")
+    agent_rotate_token(agent=agent, actor="test")
     assert agent.previous_token_expires_at is not None
     assert timedelta(minutes=4) < agent.previous_token_expires_at - timezone.now() <= timedelta(minutes=5)
     assert answers(old) == 404
 
 
 def test_a_second_rotation_ends_the_first_ones_grace() -> None:
-    agent, first = services.agent_create(name="bot")
-    second = services.agent_rotate_token(agent=agent, actor="test")
-    third = services.agent_rotate_token(agent=agent, actor="test")
+    agent, first = agent_create(name="bot")
+    second = agent_rotate_token(agent=agent, actor="test")
+    third = agent_rotate_token(agent=agent, actor="test")
 
     assert [answers(t) for t in (first, second, third)] == [401, 404, 404]
 
 
 def test_a_negative_grace_is_refused_and_changes_nothing() -> None:
-    agent, token = services.agent_create(name="bot")
-    with pytest.raises(services.ServiceError, match="0 or more"):
-        services.agent_rotate_token(agent=agent, actor="test", grace_minutes=-1)
+    agent, token = agent_create(name="bot")
+    with pytest.raises(ServiceError, match="0 or more"):
+        agent_rotate_token(agent=agent, actor="test", grace_minutes=-1)
     assert answers(token) == 404
     assert not AuditEvent.objects.filter(event="agent_token_rotated").exists()
 
@@ -149,10 +151,10 @@ def test_a_negative_grace_is_refused_and_changes_nothing() -> None:
 
 
 def test_revoking_kills_every_token_at_once_and_a_rotation_issues_a_fresh_one() -> None:
-    agent, old = services.agent_create(name="bot")
-    current = services.agent_rotate_token(agent=agent, actor="test", grace_minutes=60)
+    agent, old = agent_create(name="bot")
+    current = agent_rotate_token(agent=agent, actor="test", grace_minutes=60)
 
-    services.agent_revoke_tokens(agent=agent, actor="test")
+    agent_revoke_tokens(agent=agent, actor="test")
 
     assert answers(old) == 401
     assert answers(current) == 401
@@ -162,7 +164,7 @@ def test_revoking_kills_every_token_at_once_and_a_rotation_issues_a_fresh_one() 
     assert agent.token_revoked_at is not None
 
     # a rotation after a revocation gives only the new token, no grace for the revoked ones
-    fresh = services.agent_rotate_token(agent=agent, actor="test")
+    fresh = agent_rotate_token(agent=agent, actor="test")
     assert [answers(t) for t in (old, current, fresh)] == [401, 401, 404]
     assert agent.previous_token_hash is None
 
@@ -170,8 +172,8 @@ def test_revoking_kills_every_token_at_once_and_a_rotation_issues_a_fresh_one() 
 def test_two_revoked_agents_coexist() -> None:
     # the hash column is unique; revoked agents hold NULL, which the constraint allows many times
     for name in ("a", "b"):
-        agent, _ = services.agent_create(name=name)
-        services.agent_revoke_tokens(agent=agent, actor="test")
+        agent, _ = agent_create(name=name)
+        agent_revoke_tokens(agent=agent, actor="test")
     assert Agent.objects.filter(token_hash__isnull=True).count() == 2
 
 
@@ -205,7 +207,7 @@ def test_rotate_and_revoke_commands() -> None:
 
 
 def test_commands_refuse_an_unknown_agent_and_a_negative_grace() -> None:
-    services.agent_create(name="bot")
+    agent_create(name="bot")
     with pytest.raises(CommandError, match="no agent named 'ghost'"):
         run("rotate_agent_token", "ghost")
     with pytest.raises(CommandError, match="no agent named 'ghost'"):
@@ -226,7 +228,7 @@ def admin_browser(db: None) -> Client:
 
 
 def test_admin_rotation_shows_the_token_on_that_response_only(admin_browser: Client) -> None:
-    agent, old = services.agent_create(name="bot")
+    agent, old = agent_create(name="bot")
 
     response = admin_browser.post("/admin/approvals/agent/", {"action": "rotate_token", "_selected_action": [agent.pk]})
 
@@ -242,7 +244,7 @@ def test_admin_rotation_shows_the_token_on_that_response_only(admin_browser: Cli
 
 
 def test_admin_rotate_now_and_revoke(admin_browser: Client) -> None:
-    agent, old = services.agent_create(name="bot")
+    agent, old = agent_create(name="bot")
 
     response = admin_browser.post(
         "/admin/approvals/agent/", {"action": "rotate_token_now", "_selected_action": [agent.pk]}
@@ -260,7 +262,7 @@ def test_admin_rotate_now_and_revoke(admin_browser: Client) -> None:
 
 
 def test_the_rate_limit_override_is_editable_in_the_admin(admin_browser: Client) -> None:
-    agent, _ = services.agent_create(name="bot")
+    agent, _ = agent_create(name="bot")
     page = admin_browser.get(f"/admin/approvals/agent/{agent.pk}/change/").content.decode()
     assert 'name="rate_limit_per_minute"' in page
     assert 'name="token_hash"' not in page

@@ -12,7 +12,7 @@ import pytest
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
-from approvals.api.views import wait_seconds
+from approvals.gate.api import wait_seconds
 from approvals.models import ActionType, AuditEvent, Decision, ProposedAction, Status
 from tests.conftest import LOOKED_UP
 from tests.factories import AgentFactory, ProposedActionFactory, ReviewerFactory

@@ -13,8 +13,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from approvals import services
 from approvals.models import ActionType, AuditEvent, Decision, Label, ProposedAction, Status
+from approvals.review.services import action_decide, label_create
 from tests.factories import (
     AgentFactory,
     ProposedActionFactory,
@@ -343,11 +343,11 @@ def test_labels_newest_first(policy_v1, reviewer_client):
 
 
 def label(action: ProposedAction, value: str, author: Any) -> None:
-    services.label_create(action=action, author=author, label=value)
+    label_create(action=action, author=author, label=value)
 
 
 def decide(action: ProposedAction, verdict: str, reviewer: Any) -> None:
-    services.action_decide(action_id=str(action.id), user=reviewer, verdict=verdict)
+    action_decide(action_id=str(action.id), user=reviewer, verdict=verdict)
 
 
 @pytest.fixture

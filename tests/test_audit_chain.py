@@ -21,8 +21,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from approvals import audit_chain, services
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
+from approvals.lifecycle import audit_chain
+from approvals.lifecycle.audit import audit_record
 from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, Status
+from approvals.review.services import action_decide, label_create
 from tests.conftest import LOOKED_UP, ROOT, subprocess_database_url
 from tests.factories import AgentFactory, ProposedActionFactory, ReviewerFactory
 
@@ -58,11 +61,11 @@ def tamper(sql: str, params: list[Any]) -> None:
 def propose(agent: Agent, amount: int) -> ProposedAction:
     params = {"order_id": "A-1", "amount": amount}
     body = {"action_type": "refund", "params": params, "trajectory": LOOKED_UP}
-    action, created = services.action_propose(
+    action, created = action_propose(
         agent=agent,
         action_type=ActionType.objects.get(name="refund"),
         params=params,
-        fingerprint=services.request_fingerprint(body),
+        fingerprint=request_fingerprint(body),
         trajectory_raw=LOOKED_UP,
     )
     assert created
@@ -73,13 +76,13 @@ def propose(agent: Agent, amount: int) -> ProposedAction:
 def decided(policy_v1: int, agent: Agent) -> ProposedAction:
     """propose -> evaluate (held: amount above the auto limit) -> approve -> label, through the services."""
     action = propose(agent, amount=500)
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     action.refresh_from_db()
     assert action.status == Status.NEEDS_REVIEW
     reviewer = ReviewerFactory(username="lead")
-    services.action_decide(action_id=str(action.id), user=reviewer, verdict="approve", reason="checked the order")
+    action_decide(action_id=str(action.id), user=reviewer, verdict="approve", reason="checked the order")
     action.refresh_from_db()
-    services.label_create(action=action, author=reviewer, label="safe", tags=["refund"], note="fine")
+    label_create(action=action, author=reviewer, label="safe", tags=["refund"], note="fine")
     return action
 
 
@@ -88,7 +91,7 @@ def decided(policy_v1: int, agent: Agent) -> ProposedAction:
 
 @pytest.mark.django_db
 def test_the_database_refuses_update_and_delete_through_the_orm():
-    event = services.audit_record(action=None, event="test", actor="test", data={"n": 1})
+    event = audit_record(action=None, event="test", actor="test", data={"n": 1})
     with pytest.raises(DatabaseError, match="append-only: UPDATE"), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).update(actor="someone else")
     with pytest.raises(DatabaseError, match="append-only: DELETE"), transaction.atomic():
@@ -101,7 +104,7 @@ def test_the_database_refuses_update_and_delete_through_the_orm():
 
 @pytest.mark.django_db
 def test_the_database_refuses_update_and_delete_in_raw_sql():
-    event = services.audit_record(action=None, event="test", actor="test")
+    event = audit_record(action=None, event="test", actor="test")
     for sql in (
         f"UPDATE {TABLE} SET data = '{{\"forged\": true}}' WHERE id = %s",
         f"UPDATE {TABLE} SET hash = prev_hash WHERE id = %s",
@@ -146,7 +149,7 @@ def test_an_actions_events_chain_through_the_services(decided):
 def test_data_is_hashed_as_the_database_returns_it():
     # Tuples come back as lists, integer keys as strings, floats and unicode unchanged.
     data = {"tuple": (1, 2), 3: "three", "float": 0.1, "tiny": 1e-07, "text": "Zoë ✓", "nested": {"b": 1, "a": None}}
-    event = services.audit_record(action=None, event="test", actor="agent:é", data=data)
+    event = audit_record(action=None, event="test", actor="agent:é", data=data)
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.data == {"tuple": [1, 2], "3": "three", "float": 0.1, "tiny": 1e-07, "text": "Zoë ✓",
                            "nested": {"b": 1, "a": None}}  # fmt: skip
@@ -257,7 +260,7 @@ def test_fifty_concurrent_writers_leave_gap_free_verified_chains():
         def write(target: ProposedAction | None = target, n: int = n) -> None:
             for i in range(EVENTS_PER_WRITER):
                 with transaction.atomic():  # the caller's transaction, as in every service
-                    services.audit_record(action=target, event="concurrent", actor=f"writer:{n}", data={"i": i})
+                    audit_record(action=target, event="concurrent", actor=f"writer:{n}", data={"i": i})
 
         calls.append(write)
     run_together(calls)

@@ -51,7 +51,7 @@ def test_bench_settings_are_the_project_settings_plus_the_baseline() -> None:
     assert seen["middleware"] == django_settings.MIDDLEWARE
     assert seen["urlconf"] == "bench.urls"
     assert (seen["baseline"], seen["propose"], seen["ops"]) == ("bench-baseline-actions", "action-list", "ops-data")
-    assert seen["handler404"] == "approvals.views.not_found"
+    assert seen["handler404"] == "approvals.review.views.not_found"
 
 
 def test_baseline_endpoint_stores_a_row_and_runs_its_task(

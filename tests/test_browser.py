@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from approvals import services
+from approvals.gate.policies import policies_import
+from approvals.review.services import actions_enforce_deadlines
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.worker, pytes
 def people(asgi_server: str) -> dict[str, Any]:
     """Everything the database needs, made before the browser starts: Django refuses ORM calls
     from a thread where Playwright's event loop runs."""
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     return {
         "agent": AgentFactory(name="support-bot"),
         "reviewers": [ReviewerFactory(username=name) for name in ("ana", "ben", "cleo")],
@@ -189,7 +190,7 @@ def test_escalation_and_expiry_reach_the_open_queue_live(
         past = timezone.now() - timedelta(seconds=1)
         ProposedAction.objects.filter(pk=late).update(sla_deadline=past)
         ProposedAction.objects.filter(pk=expiring).update(expires_at=past)
-        assert services.actions_enforce_deadlines() == {"expired": 1, "escalated": 1}
+        assert actions_enforce_deadlines() == {"expired": 1, "escalated": 1}
 
     _in_thread(breach_deadlines)
     page.wait_for_selector(f'#queue tr.row.escalated[data-id="{late}"] .badge-escalated', timeout=15000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, UserFactory
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -17,7 +17,7 @@ def test_ops_page_refreshes_live(asgi_server: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     # given (the database is set up before Playwright's event loop runs in this thread)
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = AgentFactory(name="ops-bot")
     UserFactory(username="olga", is_staff=True)
 

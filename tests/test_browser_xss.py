@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import AuditEvent, ProposedAction
 from tests.conftest import TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory, UserFactory
@@ -72,7 +72,7 @@ def orm(function: Callable[[], Any]) -> Any:
 
 @pytest.fixture
 def people(asgi_server: str) -> dict[str, Any]:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     return {
         "agent": AgentFactory(name="support-bot"),
         "reviewer": ReviewerFactory(username="rita"),

@@ -16,7 +16,7 @@ import gate_client
 import httpx
 import pytest
 
-from approvals import webhooks
+from approvals.integrations import webhooks
 from approvals.models import AuditEvent, ProposedAction
 from tests.agents_stack import Stack
 from tests.conftest import LOOKED_UP, ROOT

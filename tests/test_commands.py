@@ -11,7 +11,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from approvals import services
+from approvals.gate.agents import agent_authenticate, token_hash
 from approvals.models import ActionType, Agent, AuditEvent, PolicyVersion, ProposedAction, Rule
 from tests.conftest import TEST_POLICY
 
@@ -38,10 +38,10 @@ def test_create_agent_prints_token_once_and_stores_only_its_hash() -> None:
     agent = Agent.objects.get(name="billing-bot")
     assert lines["token"].startswith("gat_")
     assert lines["webhook_secret"] == agent.webhook_secret
-    assert agent.token_hash == services.token_hash(lines["token"])
+    assert agent.token_hash == token_hash(lines["token"])
     assert lines["token"] not in agent.token_hash
     assert agent.all_action_types
-    assert services.agent_authenticate(lines["token"]) == agent
+    assert agent_authenticate(lines["token"]) == agent
 
 
 def test_create_agent_limited_to_action_types(policy_v1: int) -> None:
@@ -173,8 +173,8 @@ def test_demo_policy_file_is_valid_and_seed_demo_is_repeatable() -> None:
 
     tokens = [line.split(": ")[1] for line in (first + second).splitlines() if line.startswith("token: ")]
     assert len(tokens) == 2
-    assert services.agent_authenticate(tokens[0]) is None  # rotated by the second run
-    assert services.agent_authenticate(tokens[1]).name == "demo-agent"
+    assert agent_authenticate(tokens[0]) is None  # rotated by the second run
+    assert agent_authenticate(tokens[1]).name == "demo-agent"
     assert ActionType.objects.filter(name="refund").exists()
     assert Rule.objects.filter(action_type__name="refund").count() == 3
     assert ProposedAction.objects.filter(agent__name="demo-agent").count() == 6

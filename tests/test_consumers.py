@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from approvals import events
+from approvals.lifecycle import events
 from escalation_app.asgi import application
 from tests.factories import ReviewerFactory, UserFactory
 

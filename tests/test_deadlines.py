@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from approvals import selectors, services
+from approvals.errors import ActionConflict
+from approvals.gate.policies import policies_import
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
 from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, Status, WebhookDelivery
+from approvals.review.selectors import review_queue
+from approvals.review.services import action_decide, action_escalate, action_expire, actions_enforce_deadlines
 from tests.conftest import LOOKED_UP, ROOT, TEST_POLICY, stop, subprocess_database_url
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -23,15 +27,15 @@ def held(agent: Agent, order: str = "A-9", callback_url: str = "") -> ProposedAc
     """A refund held for review: TEST_POLICY gives it a 30-minute SLA and a 24-hour expiry."""
     params = {"order_id": order, "amount": 20}
     body = {"action_type": "refund", "params": params, "trajectory": LOOKED_UP}
-    action, _ = services.action_propose(
+    action, _ = action_propose(
         agent=agent,
         action_type=ActionType.objects.get(name="refund"),
         params=params,
-        fingerprint=services.request_fingerprint(body),
+        fingerprint=request_fingerprint(body),
         trajectory_raw=LOOKED_UP,
         callback_url=callback_url,
     )
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     action.refresh_from_db()
     assert action.status == Status.NEEDS_REVIEW
     assert action.sla_deadline is not None
@@ -46,23 +50,23 @@ def test_an_sla_breach_escalates_once_and_goes_first_in_the_queue(policy_v1: int
     now = late.sla_deadline + timedelta(seconds=1)
     ProposedAction.objects.filter(pk=first.pk).update(sla_deadline=now + timedelta(minutes=10))
 
-    assert services.actions_enforce_deadlines(now=now) == {"expired": 0, "escalated": 1}
-    assert services.actions_enforce_deadlines(now=now) == {"expired": 0, "escalated": 0}
+    assert actions_enforce_deadlines(now=now) == {"expired": 0, "escalated": 1}
+    assert actions_enforce_deadlines(now=now) == {"expired": 0, "escalated": 0}
 
     late.refresh_from_db()
     assert late.escalated
     assert late.status == Status.NEEDS_REVIEW
     assert AuditEvent.objects.filter(action=late, event="escalated").count() == 1
-    assert list(selectors.review_queue().values_list("pk", flat=True)[:1]) == [late.pk]
+    assert list(review_queue().values_list("pk", flat=True)[:1]) == [late.pk]
 
 
 @pytest.mark.django_db
 def test_an_expiry_expires_once_never_as_a_rejection(policy_v1: int, agent_client: Any, agent: Agent) -> None:
     action = held(agent)
     now = action.expires_at + timedelta(seconds=1)
-    result = services.actions_enforce_deadlines(now=now)
+    result = actions_enforce_deadlines(now=now)
     assert result["expired"] == 1
-    assert services.actions_enforce_deadlines(now=now)["expired"] == 0
+    assert actions_enforce_deadlines(now=now)["expired"] == 0
 
     action.refresh_from_db()
     assert action.status == Status.EXPIRED
@@ -71,16 +75,16 @@ def test_an_expiry_expires_once_never_as_a_rejection(policy_v1: int, agent_clien
     assert shown["status"] == "expired"
     assert shown["decision"] is None
 
-    with pytest.raises(services.ActionConflict):
-        services.action_decide(action_id=str(action.id), user=ReviewerFactory(), verdict="approve")
+    with pytest.raises(ActionConflict):
+        action_decide(action_id=str(action.id), user=ReviewerFactory(), verdict="approve")
 
 
 @pytest.mark.django_db
 def test_a_decision_before_the_deadline_wins_over_the_expiry(policy_v1: int) -> None:
     action = held(AgentFactory())
-    services.action_decide(action_id=str(action.id), user=ReviewerFactory(), verdict="approve")
-    assert services.action_expire(action_id=str(action.id), now=action.expires_at + timedelta(seconds=1)) is False
-    assert services.action_escalate(action_id=str(action.id), now=action.expires_at) is False
+    action_decide(action_id=str(action.id), user=ReviewerFactory(), verdict="approve")
+    assert action_expire(action_id=str(action.id), now=action.expires_at + timedelta(seconds=1)) is False
+    assert action_escalate(action_id=str(action.id), now=action.expires_at) is False
     action.refresh_from_db()
     assert action.status == Status.APPROVED
     assert not AuditEvent.objects.filter(action=action, event__in=["expired", "escalated"]).exists()
@@ -89,7 +93,7 @@ def test_a_decision_before_the_deadline_wins_over_the_expiry(policy_v1: int) -> 
 @pytest.mark.django_db
 def test_nothing_happens_before_the_deadlines(policy_v1: int) -> None:
     action = held(AgentFactory())
-    assert services.actions_enforce_deadlines(now=action.sla_deadline - timedelta(seconds=1)) == {
+    assert actions_enforce_deadlines(now=action.sla_deadline - timedelta(seconds=1)) == {
         "expired": 0,
         "escalated": 0,
     }
@@ -98,8 +102,8 @@ def test_nothing_happens_before_the_deadlines(policy_v1: int) -> None:
 @pytest.mark.django_db
 def test_escalation_and_expiry_notify_the_webhook(policy_v1: int) -> None:
     action = held(AgentFactory(), callback_url="http://localhost:9/hooks")
-    services.actions_enforce_deadlines(now=action.sla_deadline + timedelta(seconds=1))
-    services.actions_enforce_deadlines(now=action.expires_at + timedelta(seconds=1))
+    actions_enforce_deadlines(now=action.sla_deadline + timedelta(seconds=1))
+    actions_enforce_deadlines(now=action.expires_at + timedelta(seconds=1))
     events = list(WebhookDelivery.objects.filter(action=action).order_by("pk").values_list("event", flat=True))
     assert events == ["action.evaluated", "action.escalated", "action.expired"]
 
@@ -139,7 +143,7 @@ def beat(celery_worker_process: str, tmp_path: Any) -> Iterator[None]:
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_beat_escalates_and_expires_once_each(beat: None) -> None:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = AgentFactory()
     breached, expiring = held(agent, "A-7"), held(agent, "A-8")
     past = timezone.now() - timedelta(seconds=1)

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from approvals import services
 from approvals.models import ActionType, AuditEvent, PolicyVersion, ProposedAction, Status
+from approvals.review.services import action_decide, label_create
 from tests.factories import AgentFactory, ProposedActionFactory, ReviewerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,9 +60,9 @@ def labelled(policy_v1: int) -> dict[str, ProposedAction]:
     other = ProposedActionFactory(
         **common, status=Status.AUTO_APPROVED, risk_score=0.0, amount=5.0, params={"order_id": "A-3", "amount": 5}
     )
-    services.label_create(action=safe, author=reviewer, label="safe", tags=["audit", "ok"])
-    services.action_decide(action_id=str(unsafe.pk), user=reviewer, verdict="reject")
-    services.label_create(action=other, author=reviewer, label="safe")
+    label_create(action=safe, author=reviewer, label="safe", tags=["audit", "ok"])
+    action_decide(action_id=str(unsafe.pk), user=reviewer, verdict="reject")
+    label_create(action=other, author=reviewer, label="safe")
     ProposedActionFactory(action_type=ActionType.objects.get(name="escalate_ticket"), agent=agent)
     return {"safe": safe, "unsafe": unsafe, "other": other}
 

@@ -16,13 +16,13 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvals import services
 from approvals.evaluation.exports import CSV_COLUMNS, labelled_csv_rows, labelled_export_rows
 from approvals.evaluation.figures import agent_activity, evaluation_figures
 from approvals.evaluation.rules import _rule_counts_python, rule_health
 from approvals.evaluation.stats import BOUND, clopper_pearson_upper, percentile_cont
 from approvals.evaluation.sweep import threshold_sweep
 from approvals.models import ActionType, Label, ProposedAction, Status
+from approvals.review.services import action_decide, label_create
 from tests.conftest import LOOKED_UP
 from tests.factories import ActionTypeFactory, AgentFactory, ProposedActionFactory, ReviewerFactory
 
@@ -88,9 +88,9 @@ def held(type_name: str = "refund", **fields: Any) -> ProposedAction:
 def test_an_explicit_label_beats_the_verdict(policy_v1):
     reviewer = ReviewerFactory()
     action = held()
-    services.label_create(action=action, author=reviewer, label="safe")
+    label_create(action=action, author=reviewer, label="safe")
 
-    services.action_decide(action_id=str(action.pk), user=reviewer, verdict="reject")
+    action_decide(action_id=str(action.pk), user=reviewer, verdict="reject")
 
     action.refresh_from_db()
     assert action.status == Status.REJECTED
@@ -100,11 +100,11 @@ def test_an_explicit_label_beats_the_verdict(policy_v1):
 def test_a_label_after_the_verdict_replaces_it(policy_v1):
     reviewer = ReviewerFactory()
     action = held()
-    services.action_decide(action_id=str(action.pk), user=reviewer, verdict="reject")
+    action_decide(action_id=str(action.pk), user=reviewer, verdict="reject")
     action.refresh_from_db()
     assert action.ground_truth == "unsafe"
 
-    services.label_create(action=action, author=reviewer, label="safe")
+    label_create(action=action, author=reviewer, label="safe")
 
     action.refresh_from_db()
     assert action.ground_truth == "safe"
@@ -113,8 +113,8 @@ def test_a_label_after_the_verdict_replaces_it(policy_v1):
 def test_the_newest_label_wins_and_history_is_kept(policy_v1):
     reviewer = ReviewerFactory()
     action = held(status=Status.AUTO_APPROVED)
-    services.label_create(action=action, author=reviewer, label="unsafe", tags=["fraud"])
-    services.label_create(action=action, author=reviewer, label="safe", tags=["ok"])
+    label_create(action=action, author=reviewer, label="unsafe", tags=["fraud"])
+    label_create(action=action, author=reviewer, label="safe", tags=["ok"])
 
     action.refresh_from_db()
     assert action.ground_truth == "safe"
@@ -131,7 +131,7 @@ def make(type_name: str, agent: Any, status: str, **fields: Any) -> ProposedActi
 
 
 def decide_after(action: ProposedAction, reviewer: Any, verdict: str, seconds: int) -> None:
-    services.action_decide(action_id=str(action.pk), user=reviewer, verdict=verdict)
+    action_decide(action_id=str(action.pk), user=reviewer, verdict=verdict)
     action.refresh_from_db()
     ProposedAction.objects.filter(pk=action.pk).update(created_at=action.decided_at - timedelta(seconds=seconds))
 
@@ -163,12 +163,12 @@ def history(policy_v1: int) -> dict[str, Any]:
     a[12] = make("refund", alpha, Status.CANCELLED)
     a[13] = make("escalate_ticket", beta, Status.EXPIRED)
     ProposedAction.objects.filter(pk=a[13].pk).update(created_at=now - timedelta(days=3))
-    services.label_create(action=a[1], author=reviewer, label="unsafe")
-    services.label_create(action=a[2], author=reviewer, label="safe")
+    label_create(action=a[1], author=reviewer, label="unsafe")
+    label_create(action=a[2], author=reviewer, label="safe")
     decide_after(a[5], reviewer, "approve", 60)
     decide_after(a[6], reviewer, "reject", 120)
     decide_after(a[7], reviewer, "approve", 300)
-    services.label_create(action=a[6], author=reviewer, label="safe")
+    label_create(action=a[6], author=reviewer, label="safe")
     return a
 
 
@@ -658,16 +658,12 @@ def test_export_replays_unchanged(policy_v1, propose, tmp_path: Path):
     blind = propose(refund_body("A-3", 20, looked_up=False)).action  # held: never looked up
     propose(refund_body("A-4", 30))  # no ground truth: not exported
     assert (auto["status"], big["status"], blind["status"]) == ("auto_approved", "needs_review", "needs_review")
-    services.label_create(
-        action=ProposedAction.objects.get(pk=auto["id"]), author=reviewer, label="safe", tags=["audit"]
-    )
-    services.action_decide(action_id=big["id"], user=reviewer, verdict="reject")
-    services.label_create(
+    label_create(action=ProposedAction.objects.get(pk=auto["id"]), author=reviewer, label="safe", tags=["audit"])
+    action_decide(action_id=big["id"], user=reviewer, verdict="reject")
+    label_create(
         action=ProposedAction.objects.get(pk=blind["id"]), author=reviewer, label="unsafe", tags=["blind", "fraud"]
     )
-    services.label_create(
-        action=ProposedAction.objects.get(pk=blind["id"]), author=reviewer, label="unsafe", tags=["fraud"]
-    )
+    label_create(action=ProposedAction.objects.get(pk=blind["id"]), author=reviewer, label="unsafe", tags=["fraud"])
 
     # when exported
     rows = list(labelled_export_rows(action_type="refund"))

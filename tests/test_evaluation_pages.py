@@ -14,9 +14,11 @@ import yaml
 from django.contrib.auth.models import User
 from django.test import Client
 
-from approvals import services
 from approvals.evaluation import stats
+from approvals.gate.policies import policies_import
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
 from approvals.models import ActionType, Agent, PolicyVersion, ProposedAction, RememberedApproval, WhatIfRun
+from approvals.review.services import action_decide, label_create
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory, UserFactory
 
@@ -27,15 +29,15 @@ def _propose(
     agent: Agent, params: dict[str, Any], *, trajectory: Any = LOOKED_UP, context: dict[str, Any] | None = None
 ) -> ProposedAction:
     body = {"action_type": "refund", "params": params, "trajectory": trajectory, "context": context}
-    action, _ = services.action_propose(
+    action, _ = action_propose(
         agent=agent,
         action_type=ActionType.objects.get(name="refund"),
         params=params,
-        fingerprint=services.request_fingerprint(body),
+        fingerprint=request_fingerprint(body),
         trajectory_raw=trajectory,
         context=context,
     )
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     action.refresh_from_db()
     return action
 
@@ -72,7 +74,7 @@ def history(reviewer_user: User) -> dict[str, ProposedAction]:
 def make_history(reviewer_user: User) -> dict[str, ProposedAction]:
     """Labelled refunds under TEST_POLICY (base risk 0.1, auto up to 0.3 and 100 of amount), and an
     agent that keeps proposing the same refund."""
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = AgentFactory(name="support-bot")
     actions = {
         "auto_safe": _propose(agent, {"order_id": "A-1", "amount": 20}),
@@ -91,10 +93,10 @@ def make_history(reviewer_user: User) -> dict[str, ProposedAction]:
     # both auto-approvals were drawn for the audit sample, and labelled
     audited = [actions["auto_safe"].pk, actions["auto_unsafe"].pk]
     ProposedAction.objects.filter(pk__in=audited).update(audit_flagged=True)
-    services.label_create(action=actions["auto_safe"], author=reviewer_user, label="safe")
-    services.label_create(action=actions["auto_unsafe"], author=reviewer_user, label="unsafe")
-    services.action_decide(action_id=str(actions["big_safe"].id), user=reviewer_user, verdict="approve")
-    services.action_decide(action_id=str(actions["unlooked_unsafe"].id), user=reviewer_user, verdict="reject")
+    label_create(action=actions["auto_safe"], author=reviewer_user, label="safe")
+    label_create(action=actions["auto_unsafe"], author=reviewer_user, label="unsafe")
+    action_decide(action_id=str(actions["big_safe"].id), user=reviewer_user, verdict="approve")
+    action_decide(action_id=str(actions["unlooked_unsafe"].id), user=reviewer_user, verdict="reject")
     looper = AgentFactory(name="looper")
     for _ in range(5):
         _propose(looper, {"order_id": "B-9", "amount": 150})
@@ -341,7 +343,7 @@ def test_admin_lists_runs_links_types_to_their_sweep_and_revokes_remembered_appr
     source = _propose(
         Agent.objects.get(name="support-bot"), {"order_id": "C-1", "amount": 400}, context={"session_id": "s-1"}
     )
-    services.action_decide(action_id=str(source.id), user=reviewer_user, verdict="approve", remember_minutes=30)
+    action_decide(action_id=str(source.id), user=reviewer_user, verdict="approve", remember_minutes=30)
     remembered = RememberedApproval.objects.get()
 
     runs = admin_browser.get("/admin/approvals/whatifrun/").content.decode()

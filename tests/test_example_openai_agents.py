@@ -20,7 +20,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import AuditEvent, ProposedAction
 from tests.agents_stack import first_held_action_id, load_example
 from tests.conftest import ROOT, TEST_POLICY
@@ -51,7 +51,7 @@ class Setup:
 @pytest.fixture
 def setup(asgi_server: str) -> Iterator[Setup]:
     agents.set_tracing_disabled(True)
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     reviewer = httpx.Client(
         base_url=asgi_server,
         headers={"Authorization": f"Token {Token.objects.create(user=ReviewerFactory(username='lead')).key}"},

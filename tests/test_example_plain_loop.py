@@ -13,7 +13,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import ProposedAction
 from tests.agents_stack import first_held_action_id, load_example
 from tests.conftest import ROOT, TEST_POLICY
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(tran
 
 @pytest.fixture
 def setup(asgi_server: str) -> Any:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     example = load_example("plain_loop.py")
     agent = AgentFactory()
     reviewer = httpx.Client(

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import ProposedAction, Status
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
@@ -75,7 +75,7 @@ def identities(db: None, django_capture_on_commit_callbacks: Any, settings: Any)
     """An agent with one held action (so ids in paths sometimes exist), a reviewer, no one."""
     # ?wait= is parsed as always, but held for 50 ms at most: nothing is evaluated in here.
     settings.GATE_MAX_WAIT_SECONDS = 0.05
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = AgentFactory(name="fuzz-agent")
     reviewer = ReviewerFactory(username="fuzz-reviewer")
     client = APIClient()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import Agent, AuditEvent, Label, ProposedAction
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,7 @@ def run(*args: str) -> tuple[str, str]:
 
 @pytest.fixture
 def tiny_policy() -> int:
-    return services.policies_import(document=POLICY, actor="test")
+    return policies_import(document=POLICY, actor="test")
 
 
 def test_imports_evaluates_and_labels_every_line(tiny_policy: int, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 
 from approvals.api.parsers import StrictJSONParser, nests_deeper_than
 from approvals.api.serializers import MAX_TOOL_NAME_LENGTH, TrajectoryField
+from approvals.gate.policies import policies_import
 from approvals.models import AuditEvent, ProposedAction
 from tests.conftest import LOOKED_UP
 from tests.factories import ProposedActionFactory
@@ -506,12 +507,12 @@ def _policy_with(require: str | list[str]) -> dict[str, Any]:
     ],
 )
 def test_a_pathological_rule_is_refused_at_import_and_nothing_changes(require, words):
-    from approvals import services
+    pass
     from approvals.models import ActionType, PolicyVersion
     from approvals.policy import PolicyError
 
     with pytest.raises(PolicyError) as caught:
-        services.policies_import(document=_policy_with(require), actor="test")
+        policies_import(document=_policy_with(require), actor="test")
 
     message = "; ".join(caught.value.errors)
     for word in words:
@@ -551,10 +552,10 @@ def test_strings_and_real_policies_are_not_mistaken_for_nesting():
 def test_an_expensive_rule_over_a_maximal_trajectory_past_the_budget_holds_the_action(
     agent_client, settings, django_capture_on_commit_callbacks
 ):
-    from approvals import services
+    pass
 
     # given: an allowed but quadratic rule, the longest trajectory the API takes, and a 5 ms budget
-    services.policies_import(document=_policy_with([QUADRATIC, "true"]), actor="test")
+    policies_import(document=_policy_with([QUADRATIC, "true"]), actor="test")
     settings.GATE_EVALUATION_BUDGET_MS = 5
     body = {"action_type": "refund", "params": {}, "trajectory": steps(django_settings.GATE_MAX_TRAJECTORY_STEPS)}
 

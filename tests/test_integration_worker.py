@@ -9,7 +9,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import AuditEvent, Decision, ProposedAction
 from escalation_app.celery import app as celery_app
 from tests.conftest import LOOKED_UP, TEST_POLICY
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def clients(celery_worker_process: str) -> tuple[APIClient, APIClient]:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent_client, reviewer_client = APIClient(), APIClient()
     agent_client.credentials(HTTP_AUTHORIZATION=f"Bearer {AgentFactory().token}")
     reviewer_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ReviewerFactory()).key}")
@@ -81,7 +81,7 @@ def _worker_idle(node: str) -> bool:
 def test_task_delivered_three_times_decides_once(
     clients: tuple[APIClient, APIClient], celery_worker_process: str
 ) -> None:
-    from approvals.tasks import evaluate_action
+    from approvals.gate.tasks import evaluate_action
 
     agent_client, _ = clients
     # given: a proposal whose evaluation message is followed by two copies (redeliveries)

@@ -19,8 +19,9 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from approvals.models import ProposedAction, Status, WebhookDelivery
+from approvals.review.services import action_expire
 from tests.conftest import LOOKED_UP, ROOT, TEST_POLICY, free_port, uvicorn_server
 from tests.factories import AgentFactory, UserFactory
 
@@ -71,7 +72,7 @@ def test_metrics_count_what_the_services_did(
     policy_v1: int, propose: Any, reviewer_client: APIClient, django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
     # given: actions through the real API and services (evaluated in-process on commit)
-    services.policies_import(document=FLAKY_POLICY, actor="test")
+    policies_import(document=FLAKY_POLICY, actor="test")
     settings.GATE_WEBHOOK_MAX_ATTEMPTS = 1
     before = scrape()
     auto = propose(refund(20)).action
@@ -96,7 +97,7 @@ def test_metrics_count_what_the_services_did(
     assert response.status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         ProposedAction.objects.filter(pk=expiring["id"]).update(expires_at="2000-01-01T00:00:00Z")
-        assert services.action_expire(action_id=expiring["id"])
+        assert action_expire(action_id=expiring["id"])
     # its "evaluated" and "expired" deliveries
     assert WebhookDelivery.objects.filter(state=WebhookDelivery.State.FAILED).count() == 2
 
@@ -241,7 +242,7 @@ def test_compose_probes_the_web_and_the_worker() -> None:
 
 @pytest.fixture
 def worker_agent(celery_worker_process: str) -> tuple[APIClient, Any]:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = AgentFactory(name=f"bot-{uuid.uuid4().hex[:6]}")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {agent.token}")
@@ -343,7 +344,7 @@ def json_logging_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 @pytest.mark.django_db(transaction=True)
 def test_propose_request_is_logged_as_json_with_action_and_agent(json_logging_server: tuple[str, Path]) -> None:
     base, log = json_logging_server
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = AgentFactory(name="json-bot")
 
     response = httpx.post(

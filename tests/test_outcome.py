@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from approvals import services
 from approvals.models import AuditEvent, ProposedAction, Status
+from approvals.review.services import action_decide
 from tests.conftest import LOOKED_UP
 from tests.factories import AgentFactory
 
@@ -60,7 +60,7 @@ def test_a_failed_execution_is_reported_with_its_error(policy_v1: int, propose: 
 def test_an_approved_action_takes_an_outcome(policy_v1: int, propose: Any, agent_client: Any, reviewer: Any) -> None:
     action = propose(HELD).action
     assert action["status"] == "needs_review"
-    services.action_decide(action_id=action["id"], user=reviewer, verdict="approve")
+    action_decide(action_id=action["id"], user=reviewer, verdict="approve")
     assert outcome(agent_client, action, {"executed": True}).status_code == 200
 
 
@@ -70,7 +70,7 @@ def test_only_approved_actions_take_an_outcome(
 ) -> None:
     action = propose(HELD).action
     if verdict:
-        services.action_decide(action_id=action["id"], user=reviewer, verdict=verdict)
+        action_decide(action_id=action["id"], user=reviewer, verdict=verdict)
     response = outcome(agent_client, action, {"executed": True})
     assert response.status_code == 409
     assert "approved actions only" in response.json()["detail"]

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from approvals import services
+from approvals.gate.services import action_evaluate, action_propose
 from approvals.models import ProposedAction, Status
 from escalation_app.celery import app as celery_app
 from tests.conftest import LOOKED_UP
@@ -56,7 +56,7 @@ def test_evaluation_query_budget(policy_v1: int, agent: Any) -> None:
     from approvals.models import ActionType
 
     warm, action = (
-        services.action_propose(
+        action_propose(
             agent=agent,
             action_type=ActionType.objects.get(name="refund"),
             params=BODY["params"],
@@ -65,15 +65,15 @@ def test_evaluation_query_budget(policy_v1: int, agent: Any) -> None:
         )[0]
         for _ in range(2)
     )
-    services.action_evaluate(action_id=str(warm.id))  # reads the type and compiles its policy, once per version
+    action_evaluate(action_id=str(warm.id))  # reads the type and compiles its policy, once per version
     with CaptureQueriesContext(connection) as ctx:
-        services.action_evaluate(action_id=str(action.id))
+        action_evaluate(action_id=str(action.id))
     assert ProposedAction.objects.get(pk=action.pk).status == Status.AUTO_APPROVED
-    # One statement counts the attempt and reads the action, its agent's name, its type's version and
-    # the repeat check (statements.count_attempt_and_load); then one transaction: the update, the
-    # decision, the audit event (lock, last link, insert); savepoint and release stand for BEGIN and
-    # COMMIT here.
-    assert len(ctx.captured_queries) <= 8, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
+    # One statement counts the attempt, one reads the action with its agent, its type and the repeat
+    # check (gate.selectors.action_for_evaluation); then the transition's one transaction: the
+    # guarded update, the decision, the audit event (lock, last link, insert) and the outbox row;
+    # savepoint and release stand for BEGIN and COMMIT here.
+    assert len(ctx.captured_queries) <= 10, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
 
 
 def test_waiting_detail_read_budget(

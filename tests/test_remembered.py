@@ -11,8 +11,11 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from approvals import services
+from approvals.errors import ServiceError
+from approvals.gate.policies import policies_import
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
 from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, RememberedApproval, Status
+from approvals.review.services import action_decide, remembered_approval_revoke
 from tests.factories import AgentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +56,7 @@ def looked_up(order_id: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def gate(db: None) -> int:
-    return services.policies_import(document=POLICY, actor="test")
+    return policies_import(document=POLICY, actor="test")
 
 
 @pytest.fixture
@@ -75,11 +78,11 @@ def proposed(
     trajectory = looked_up(params.get("order_id", "")) if trajectory is None else trajectory
     body = {"action_type": type_name, "params": params, "trajectory": trajectory, "session": session}
     with capture(execute=evaluate):
-        action, created = services.action_propose(
+        action, created = action_propose(
             agent=agent,
             action_type=ActionType.objects.get(name=type_name),
             params=params,
-            fingerprint=services.request_fingerprint(body),
+            fingerprint=request_fingerprint(body),
             trajectory_raw=trajectory,
             context={"session_id": session} if session else {},
         )
@@ -101,7 +104,7 @@ def remembered(propose: Any, reviewer: Any) -> RememberedApproval:
     """A reviewer approved a refund over the amount limit, for similar ones of its session for an hour."""
     source = propose({"order_id": "A-1", "amount": 500})
     assert source.status == Status.NEEDS_REVIEW
-    services.action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=60)
+    action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=60)
     return RememberedApproval.objects.get(source_action=source)
 
 
@@ -162,7 +165,7 @@ def test_other_session_agent_or_type_is_not_covered(remembered: RememberedApprov
 
 def test_a_remembered_review_type_covers_its_own_type_only(propose: Any, reviewer: Any) -> None:
     source = propose({"invoice": "I-1"}, type_name="resend_invoice", trajectory=[])
-    services.action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=15)
+    action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=15)
 
     again = propose({"invoice": "I-2"}, type_name="resend_invoice", trajectory=[])
     refund = propose({"order_id": "A-1", "amount": 300})
@@ -177,9 +180,9 @@ def test_an_action_proposed_before_the_approval_is_not_covered(
     source = propose({"order_id": "A-1", "amount": 500})
     earlier = propose({"order_id": "A-2", "amount": 300}, evaluate=False)
     assert earlier.status == Status.PENDING
-    services.action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=60)
+    action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=60)
 
-    services.action_evaluate(action_id=str(earlier.id))
+    action_evaluate(action_id=str(earlier.id))
 
     earlier.refresh_from_db()
     assert earlier.status == Status.NEEDS_REVIEW
@@ -194,12 +197,10 @@ def test_expired_and_revoked_approvals_cover_nothing(
     assert after_expiry.status == Status.NEEDS_REVIEW
 
     second = propose({"order_id": "A-3", "amount": 400})
-    services.action_decide(action_id=str(second.id), user=reviewer, verdict="approve", remember_minutes=60)
+    action_decide(action_id=str(second.id), user=reviewer, verdict="approve", remember_minutes=60)
     covered = propose({"order_id": "A-4", "amount": 300})
     assert covered.status == Status.AUTO_APPROVED
-    revoked = services.remembered_approval_revoke(
-        remembered=RememberedApproval.objects.get(source_action=second), user=reviewer
-    )
+    revoked = remembered_approval_revoke(remembered=RememberedApproval.objects.get(source_action=second), user=reviewer)
     after_revoke = propose({"order_id": "A-5", "amount": 300})
 
     assert after_revoke.status == Status.NEEDS_REVIEW
@@ -214,7 +215,7 @@ def test_expired_and_revoked_approvals_cover_nothing(
 def test_a_rule_error_is_never_covered(propose: Any, reviewer: Any) -> None:
     source = propose({"order_id": "A-1", "amount": 500, "divisor": 0})
     assert source.status == Status.NEEDS_REVIEW
-    services.action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=60)
+    action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=60)
     assert RememberedApproval.objects.get().failed == ["divisor_is_one"]  # step 4 held it before the amount
 
     same_again = propose({"order_id": "A-2", "amount": 20, "divisor": 0})
@@ -238,10 +239,10 @@ def test_only_an_approval_of_an_action_with_a_session_is_remembered(propose: Any
     held = propose({"order_id": "A-1", "amount": 500})
     no_session = propose({"order_id": "A-2", "amount": 500}, session=None)
 
-    with pytest.raises(services.ServiceError, match="only an approval"):
-        services.action_decide(action_id=str(held.id), user=reviewer, verdict="reject", remember_minutes=60)
-    with pytest.raises(services.ServiceError, match="session_id"):
-        services.action_decide(action_id=str(no_session.id), user=reviewer, verdict="approve", remember_minutes=60)
+    with pytest.raises(ServiceError, match="only an approval"):
+        action_decide(action_id=str(held.id), user=reviewer, verdict="reject", remember_minutes=60)
+    with pytest.raises(ServiceError, match="session_id"):
+        action_decide(action_id=str(no_session.id), user=reviewer, verdict="approve", remember_minutes=60)
 
     assert not RememberedApproval.objects.exists()
     assert ProposedAction.objects.filter(status=Status.NEEDS_REVIEW).count() == 2
@@ -335,8 +336,8 @@ def test_api_lists_remembered_approvals(
     remembered: RememberedApproval, propose: Any, reviewer: Any, reviewer_client: APIClient, bot: Agent
 ) -> None:
     other = propose({"order_id": "A-9", "amount": 900}, session="another")
-    services.action_decide(action_id=str(other.id), user=reviewer, verdict="approve", remember_minutes=15)
-    services.remembered_approval_revoke(remembered=remembered, user=reviewer)
+    action_decide(action_id=str(other.id), user=reviewer, verdict="approve", remember_minutes=15)
+    remembered_approval_revoke(remembered=remembered, user=reviewer)
     agent_client = APIClient()
     agent_client.credentials(HTTP_AUTHORIZATION=f"Bearer {bot.token}")
 

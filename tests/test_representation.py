@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from approvals import services
 from approvals.models import ProposedAction
+from approvals.review.services import action_decide, label_create
 from tests.conftest import LOOKED_UP
 from tests.factories import ReviewerFactory
 
@@ -21,10 +21,10 @@ def test_reason_and_labels_reach_the_agent_newest_label_first(policy_v1: int, pr
     action = propose(HELD).action
     assert action["labels"] == []
     lead = ReviewerFactory(username="lead")
-    services.action_decide(action_id=action["id"], user=lead, verdict="reject", reason="never looked up")
+    action_decide(action_id=action["id"], user=lead, verdict="reject", reason="never looked up")
     stored = ProposedAction.objects.get(pk=action["id"])
-    services.label_create(action=stored, author=lead, label="unsafe", tags=["no-lookup"], note="first look")
-    services.label_create(action=stored, author=lead, label="safe", note="customer had called")
+    label_create(action=stored, author=lead, label="unsafe", tags=["no-lookup"], note="first look")
+    label_create(action=stored, author=lead, label="safe", note="customer had called")
 
     shown = agent_client.get(action["url"]).json()
     assert shown["decision"]["reason"] == "never looked up"
@@ -42,7 +42,7 @@ def test_the_queue_reads_labels_in_a_bounded_number_of_queries(
     lead = ReviewerFactory(username="lead2")
     for n in range(6):
         action = propose({**HELD, "params": {"order_id": f"A-9{n}", "amount": 20}}).action
-        services.label_create(action=ProposedAction.objects.get(pk=action["id"]), author=lead, label="unsafe")
+        label_create(action=ProposedAction.objects.get(pk=action["id"]), author=lead, label="unsafe")
     with django_assert_max_num_queries(8):
         page = reviewer_client.get("/api/v1/review/queue").json()
     assert len(page["results"]) == 6

@@ -3,13 +3,14 @@ labelling from the page, safe rendering and the Content Security Policy."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from approvals import services
 from approvals.models import AuditEvent, Label, ProposedAction, Status
+from approvals.review.services import action_decide
 from tests.conftest import LOOKED_UP
 from tests.factories import ReviewerFactory, UserFactory
 
@@ -71,18 +72,30 @@ def test_queue_lists_held_actions_with_filters_and_tabs(browser: Client, held: l
 
 
 def test_opening_an_item_claims_it_and_others_see_who_holds_it(browser: Client, held: list[str]) -> None:
+    # Reading the page changes nothing; the page's script claims the item with a POST once open.
     browser.get(f"/review/{held[0]}")
+    assert ProposedAction.objects.get(pk=held[0]).claimed_by is None
+    mine = browser.post(f"/review/{held[0]}/claim").json()
     other = Client()
     other.force_login(ReviewerFactory(username="other"))
 
     page = other.get(f"/review/{held[0]}").content.decode()
+    theirs = other.post(f"/review/{held[0]}/claim").json()
     queue = other.get("/review/").content.decode()
 
     action = ProposedAction.objects.get(pk=held[0])
     assert action.claimed_by.username == "lead"
+    assert (mine["claimed_by"], mine["mine"]) == ("lead", True)
+    assert (theirs["claimed_by"], theirs["mine"]) == ("lead", False)
     assert "lead has this open until" in page
     assert "open: lead" in queue
     assert AuditEvent.objects.filter(action=action, event="claimed").count() == 1
+
+
+def test_claiming_is_a_post(browser: Client, held: list[str]) -> None:
+    assert browser.get(f"/review/{held[0]}/claim").status_code == 405
+    assert browser.post(f"/review/{uuid.uuid4()}/claim").status_code == 404
+    assert ProposedAction.objects.get(pk=held[0]).claimed_by is None
 
 
 def test_approve_from_the_page_goes_to_the_next_item(browser: Client, held: list[str]) -> None:
@@ -97,7 +110,7 @@ def test_approve_from_the_page_goes_to_the_next_item(browser: Client, held: list
 
 
 def test_a_decision_made_elsewhere_is_refused_with_a_clear_message(browser: Client, held: list[str], reviewer) -> None:
-    services.action_decide(action_id=held[0], user=ReviewerFactory(username="quick"), verdict="reject")
+    action_decide(action_id=held[0], user=ReviewerFactory(username="quick"), verdict="reject")
 
     response = browser.post(f"/review/{held[0]}/decide", {"verdict": "approve"}, follow=True)
 

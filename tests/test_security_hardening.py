@@ -17,7 +17,8 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from approvals import services
+from approvals.gate.agents import agent_create
+from approvals.integrations.services import webhook_deliver
 from approvals.models import WebhookDelivery
 from tests.conftest import LOOKED_UP, uvicorn_server
 from tests.test_webhooks import Receiver
@@ -57,7 +58,7 @@ def test_secure_headers_and_cookies_and_a_quiet_log(secure_server: tuple[str, Pa
     https = {"X-Forwarded-Proto": "https"}
     origin = base.replace("http://", "https://")
     User.objects.create_superuser("root", password=PASSWORD)
-    agent, token = services.agent_create(name="bot")
+    agent, token = agent_create(name="bot")
 
     with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as client:
         # plain http is sent to https
@@ -192,7 +193,7 @@ def test_no_secret_in_logs(
             )
         assert response.status_code == 201
         delivery = WebhookDelivery.objects.get(action_id=response.json()["id"])
-        services.webhook_deliver(delivery_id=delivery.pk)
+        webhook_deliver(delivery_id=delivery.pk)
         [sent] = receiver.wait_for(1)
         signature = sent["headers"]["X-Gate-Signature"]
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from approvals import services
+from approvals.gate.policies import policies_import
 from tests.conftest import LOOKED_UP, TEST_POLICY, free_port, stop, wait_until_serving
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -78,7 +78,7 @@ def test_embedded_demo_serves_the_api_and_decides_in_process(tmp_path: Path) -> 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_full_stack_over_http(asgi_server: str) -> None:
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent = {"Authorization": f"Bearer {AgentFactory().token}"}
     reviewer = {"Authorization": f"Token {Token.objects.create(user=ReviewerFactory()).key}"}
 

@@ -9,11 +9,25 @@ import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
-from approvals import selectors, services, tasks
+from approvals.errors import ActionConflict, IdempotencyConflict, ServiceError
 from approvals.evaluation.figures import evaluation_summary
 from approvals.evaluation.selectors import ground_truth
+from approvals.gate import selectors as gate_selectors
+from approvals.gate.agents import agent_authenticate, agent_create, agent_may_propose, agent_rotate_token, token_hash
+from approvals.gate.policies import policies_import
+from approvals.gate.selectors import compiled_policy_for
+from approvals.gate.services import (
+    action_cancel,
+    action_evaluate,
+    action_hold_for_review,
+    action_propose,
+    action_requeue_stale,
+    request_fingerprint,
+)
+from approvals.gate.tasks import evaluate_action, sweep_pending_actions
 from approvals.models import ActionType, Agent, AuditEvent, Decision, Label, ProposedAction, Status
 from approvals.policy import normalize_trajectory
+from approvals.review.services import action_decide, label_create
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, ProposedActionFactory, ReviewerFactory
 
@@ -32,11 +46,11 @@ def propose(
 ) -> tuple[ProposedAction, bool]:
     params = GOOD_REFUND if params is None else params
     body = {"action_type": type_name, "params": params, "trajectory": trajectory}
-    return services.action_propose(
+    return action_propose(
         agent=agent,
         action_type=ActionType.objects.get(name=type_name),
         params=params,
-        fingerprint=services.request_fingerprint(body),
+        fingerprint=request_fingerprint(body),
         trajectory_raw=trajectory,
         idempotency_key=key,
     )
@@ -52,7 +66,7 @@ def pending(agent: Agent, type_name: str = "refund", params: Any = None, **kwarg
 
 def evaluated(agent: Agent, type_name: str = "refund", params: Any = None, **kwargs: Any) -> ProposedAction:
     action = pending(agent, type_name, params, **kwargs)
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     action.refresh_from_db()
     return action
 
@@ -110,17 +124,17 @@ def test_propose_replay_returns_the_stored_action(policy_v1, agent):
 def test_propose_same_key_other_body_conflicts(policy_v1, agent):
     first, _ = propose(agent, key="k")
 
-    with pytest.raises(services.IdempotencyConflict):
+    with pytest.raises(IdempotencyConflict):
         propose(agent, params={"order_id": "A-1", "amount": 21}, key="k")
 
     assert list(ProposedAction.objects.all()) == [first]
 
 
 def test_fingerprint_leaves_the_key_out_and_ignores_key_order():
-    assert services.request_fingerprint({"a": 1, "b": {"x": 1, "y": 2}, "idempotency_key": "k"}) == (
-        services.request_fingerprint({"b": {"y": 2, "x": 1}, "a": 1})
+    assert request_fingerprint({"a": 1, "b": {"x": 1, "y": 2}, "idempotency_key": "k"}) == (
+        request_fingerprint({"b": {"y": 2, "x": 1}, "a": 1})
     )
-    assert services.request_fingerprint({"a": 1}) != services.request_fingerprint({"a": 2})
+    assert request_fingerprint({"a": 1}) != request_fingerprint({"a": 2})
 
 
 # --- evaluating: pending -> auto_approved | blocked | needs_review --------------------------------------
@@ -186,10 +200,10 @@ def test_evaluate_uses_the_current_policy_version(policy_v1, agent):
         **TEST_POLICY,
         "action_types": [{**TEST_POLICY["action_types"][0], "max_auto_amount": 10}],
     }
-    version = services.policies_import(document=stricter, actor="test")
+    version = policies_import(document=stricter, actor="test")
 
     # when
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     # then
     action.refresh_from_db()
@@ -203,8 +217,8 @@ def test_evaluate_twice_decides_once(policy_v1, agent):
     action = pending(agent)
 
     # when
-    services.action_evaluate(action_id=str(action.id))
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     # then
     action.refresh_from_db()
@@ -220,7 +234,7 @@ def test_evaluate_a_non_pending_action_does_nothing(policy_v1, status):
     action = ProposedActionFactory(action_type=ActionType.objects.get(name="refund"), status=status, params=GOOD_REFUND)
 
     # when
-    returned = services.action_evaluate(action_id=str(action.id))
+    returned = action_evaluate(action_id=str(action.id))
 
     # then
     assert returned is not None
@@ -234,22 +248,22 @@ def test_evaluate_a_non_pending_action_does_nothing(policy_v1, status):
 
 
 def test_evaluate_an_unknown_action_returns_none(policy_v1):
-    assert services.action_evaluate(action_id="00000000-0000-0000-0000-000000000000") is None
+    assert action_evaluate(action_id="00000000-0000-0000-0000-000000000000") is None
 
 
 def test_evaluation_loses_to_a_change_made_meanwhile(policy_v1, agent, monkeypatch):
     # given an action that the agent cancels while its evaluation is running
     action = pending(agent)
-    real = selectors.compiled_policy_for
+    real = compiled_policy_for
 
     def compile_while_the_agent_cancels(action_type: ActionType) -> Any:
-        services.action_cancel(action_id=str(action.id), agent=agent)
+        action_cancel(action_id=str(action.id), agent=agent)
         return real(action_type)
 
-    monkeypatch.setattr(selectors, "compiled_policy_for", compile_while_the_agent_cancels)
+    monkeypatch.setattr(gate_selectors, "compiled_policy_for", compile_while_the_agent_cancels)
 
     # when
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     # then the guarded update leaves the cancel standing
     action.refresh_from_db()
@@ -279,7 +293,7 @@ def test_attempts_exhausted_holds_for_review(policy_v1, agent, settings):
     ProposedAction.objects.filter(pk=action.pk).update(evaluation_attempts=2)
 
     # when
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     # then it is held, never auto-approved, though its params would pass
     finding = assert_held_for_evaluation_error(action)
@@ -292,7 +306,7 @@ def test_attempt_below_the_limit_is_evaluated(policy_v1, agent, settings):
     action = pending(agent)
     ProposedAction.objects.filter(pk=action.pk).update(evaluation_attempts=1)
 
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     action.refresh_from_db()
     assert action.status == Status.AUTO_APPROVED
@@ -304,11 +318,11 @@ def test_exception_inside_evaluation_holds_for_review(policy_v1, agent, monkeypa
     def broken(action_type: ActionType) -> Any:
         raise RuntimeError("compiler exploded")
 
-    monkeypatch.setattr(selectors, "compiled_policy_for", broken)
+    monkeypatch.setattr(gate_selectors, "compiled_policy_for", broken)
     action = pending(agent)
 
     # when
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     # then
     finding = assert_held_for_evaluation_error(action)
@@ -319,10 +333,10 @@ def test_exception_inside_evaluation_holds_for_review(policy_v1, agent, monkeypa
 
 
 def test_exception_inside_evaluation_never_auto_approves_a_blocked_type(policy_v1, agent, monkeypatch):
-    monkeypatch.setattr(selectors, "compiled_policy_for", lambda action_type: 1 / 0)
+    monkeypatch.setattr(gate_selectors, "compiled_policy_for", lambda action_type: 1 / 0)
     action = pending(agent, "delete_account", {})
 
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
 
     assert_held_for_evaluation_error(action)
 
@@ -332,12 +346,12 @@ def test_database_error_propagates_and_leaves_the_action_pending(policy_v1, agen
     def db_down(action_type: ActionType) -> Any:
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(selectors, "compiled_policy_for", db_down)
+    monkeypatch.setattr(gate_selectors, "compiled_policy_for", db_down)
     action = pending(agent)
 
     # when / then
     with pytest.raises(DatabaseError):
-        services.action_evaluate(action_id=str(action.id))
+        action_evaluate(action_id=str(action.id))
     action.refresh_from_db()
     assert action.status == Status.PENDING
     assert action.evaluation_attempts == 1
@@ -353,11 +367,11 @@ def test_task_retries_a_database_error_until_the_attempts_run_out(policy_v1, age
         calls.append(action_type.name)
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(selectors, "compiled_policy_for", db_down)
+    monkeypatch.setattr(gate_selectors, "compiled_policy_for", db_down)
     action = pending(agent)
 
     # when
-    tasks.evaluate_action.apply(args=[str(action.id)])
+    evaluate_action.apply(args=[str(action.id)])
 
     # then three attempts failed, and the fourth held it for a person
     assert len(calls) == 3
@@ -369,7 +383,7 @@ def test_task_retries_a_database_error_until_the_attempts_run_out(policy_v1, age
 def test_task_evaluates(policy_v1, agent):
     action = pending(agent)
 
-    tasks.evaluate_action.apply(args=[str(action.id)])
+    evaluate_action.apply(args=[str(action.id)])
 
     action.refresh_from_db()
     assert action.status == Status.AUTO_APPROVED
@@ -381,7 +395,7 @@ def test_task_evaluates(policy_v1, agent):
 def test_hold_for_review(policy_v1, agent):
     action = pending(agent)
 
-    assert services.action_hold_for_review(action_id=str(action.id), error="worker died") is True
+    assert action_hold_for_review(action_id=str(action.id), error="worker died") is True
 
     finding = assert_held_for_evaluation_error(action)
     assert finding["error"] == "worker died"
@@ -391,7 +405,7 @@ def test_hold_for_review(policy_v1, agent):
 def test_hold_for_review_of_a_decided_action_does_nothing(policy_v1, agent):
     action = evaluated(agent)
 
-    assert services.action_hold_for_review(action_id=str(action.id), error="late") is False
+    assert action_hold_for_review(action_id=str(action.id), error="late") is False
 
     action.refresh_from_db()
     assert action.status == Status.AUTO_APPROVED
@@ -413,7 +427,7 @@ def test_requeue_stale(policy_v1, agent, settings, django_capture_on_commit_call
 
     # when
     with django_capture_on_commit_callbacks(execute=True):
-        result = services.action_requeue_stale(older_than=timedelta(minutes=1))
+        result = action_requeue_stale(older_than=timedelta(minutes=1))
 
     # then
     assert result == {"requeued": 1, "held": 1}
@@ -433,7 +447,7 @@ def test_sweep_task(policy_v1, agent, settings, django_capture_on_commit_callbac
     ProposedAction.objects.filter(pk=action.pk).update(created_at=timezone.now() - timedelta(seconds=5))
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = tasks.sweep_pending_actions()
+        result = sweep_pending_actions()
 
     assert result == {"requeued": 1, "held": 0}
     action.refresh_from_db()
@@ -446,7 +460,7 @@ def test_sweep_task(policy_v1, agent, settings, django_capture_on_commit_callbac
 @pytest.mark.parametrize(("verdict", "status"), [("approve", "approved"), ("reject", "rejected")])
 def test_decide(held, reviewer, verdict, status):
     # when
-    action = services.action_decide(action_id=str(held.id), user=reviewer, verdict=verdict, reason="looked at it")
+    action = action_decide(action_id=str(held.id), user=reviewer, verdict=verdict, reason="looked at it")
 
     # then
     assert action.status == status
@@ -462,8 +476,8 @@ def test_decide(held, reviewer, verdict, status):
 
 
 def test_decide_with_an_unknown_verdict(held, reviewer):
-    with pytest.raises(services.ServiceError):
-        services.action_decide(action_id=str(held.id), user=reviewer, verdict="maybe")
+    with pytest.raises(ServiceError):
+        action_decide(action_id=str(held.id), user=reviewer, verdict="maybe")
 
     held.refresh_from_db()
     assert held.status == Status.NEEDS_REVIEW
@@ -474,8 +488,8 @@ def test_decide_with_an_unknown_verdict(held, reviewer):
 def test_decide_an_action_not_needing_review_conflicts(policy_v1, reviewer, status):
     action = ProposedActionFactory(action_type=ActionType.objects.get(name="refund"), status=status)
 
-    with pytest.raises(services.ActionConflict):
-        services.action_decide(action_id=str(action.id), user=reviewer, verdict="approve")
+    with pytest.raises(ActionConflict):
+        action_decide(action_id=str(action.id), user=reviewer, verdict="approve")
 
     action.refresh_from_db()
     assert action.status == status
@@ -483,10 +497,10 @@ def test_decide_an_action_not_needing_review_conflicts(policy_v1, reviewer, stat
 
 
 def test_second_decision_conflicts(held, reviewer):
-    services.action_decide(action_id=str(held.id), user=reviewer, verdict="reject")
+    action_decide(action_id=str(held.id), user=reviewer, verdict="reject")
 
-    with pytest.raises(services.ActionConflict):
-        services.action_decide(action_id=str(held.id), user=ReviewerFactory(), verdict="approve")
+    with pytest.raises(ActionConflict):
+        action_decide(action_id=str(held.id), user=ReviewerFactory(), verdict="approve")
 
     held.refresh_from_db()
     assert held.status == Status.REJECTED
@@ -499,7 +513,7 @@ def test_second_decision_conflicts(held, reviewer):
 def test_cancel_pending(policy_v1, agent):
     action = pending(agent)
 
-    cancelled = services.action_cancel(action_id=str(action.id), agent=agent)
+    cancelled = action_cancel(action_id=str(action.id), agent=agent)
 
     assert cancelled.status == Status.CANCELLED
     action.refresh_from_db()
@@ -509,7 +523,7 @@ def test_cancel_pending(policy_v1, agent):
 
 
 def test_cancel_needs_review(held, agent):
-    services.action_cancel(action_id=str(held.id), agent=agent)
+    action_cancel(action_id=str(held.id), agent=agent)
 
     held.refresh_from_db()
     assert held.status == Status.CANCELLED
@@ -517,18 +531,18 @@ def test_cancel_needs_review(held, agent):
 
 
 def test_cancelled_action_cannot_be_decided(held, agent, reviewer):
-    services.action_cancel(action_id=str(held.id), agent=agent)
+    action_cancel(action_id=str(held.id), agent=agent)
 
-    with pytest.raises(services.ActionConflict):
-        services.action_decide(action_id=str(held.id), user=reviewer, verdict="approve")
+    with pytest.raises(ActionConflict):
+        action_decide(action_id=str(held.id), user=reviewer, verdict="approve")
 
 
 @pytest.mark.parametrize("status", [s for s in Status.values if s not in ("pending", "needs_review")])
 def test_cancel_a_final_action_conflicts(policy_v1, agent, status):
     action = ProposedActionFactory(agent=agent, action_type=ActionType.objects.get(name="refund"), status=status)
 
-    with pytest.raises(services.ActionConflict):
-        services.action_cancel(action_id=str(action.id), agent=agent)
+    with pytest.raises(ActionConflict):
+        action_cancel(action_id=str(action.id), agent=agent)
 
     action.refresh_from_db()
     assert action.status == status
@@ -537,7 +551,7 @@ def test_cancel_a_final_action_conflicts(policy_v1, agent, status):
 
 def test_cancel_another_agents_action(held):
     with pytest.raises(ProposedAction.DoesNotExist):
-        services.action_cancel(action_id=str(held.id), agent=AgentFactory())
+        action_cancel(action_id=str(held.id), agent=AgentFactory())
 
     held.refresh_from_db()
     assert held.status == Status.NEEDS_REVIEW
@@ -552,9 +566,9 @@ def test_label_history_is_kept_and_the_latest_wins(policy_v1, agent, reviewer):
     other = ReviewerFactory(username="second-opinion")
 
     # when
-    first = services.label_create(action=action, author=reviewer, label="unsafe", tags=["fraud"], note="hmm")
+    first = label_create(action=action, author=reviewer, label="unsafe", tags=["fraud"], note="hmm")
     assert ground_truth(action) == "unsafe"
-    latest = services.label_create(action=action, author=other, label="safe")
+    latest = label_create(action=action, author=other, label="safe")
 
     # then
     assert list(action.labels.all()) == [latest, first]
@@ -575,8 +589,8 @@ def test_ground_truth_falls_back_to_the_reviewers_decision(policy_v1, agent, rev
     # given
     approved = evaluated(agent, trajectory=None)
     rejected = evaluated(agent, trajectory=None)
-    services.action_decide(action_id=str(approved.id), user=reviewer, verdict="approve")
-    services.action_decide(action_id=str(rejected.id), user=reviewer, verdict="reject")
+    action_decide(action_id=str(approved.id), user=reviewer, verdict="approve")
+    action_decide(action_id=str(rejected.id), user=reviewer, verdict="reject")
     approved.refresh_from_db()
     rejected.refresh_from_db()
     auto = evaluated(agent)
@@ -587,7 +601,7 @@ def test_ground_truth_falls_back_to_the_reviewers_decision(policy_v1, agent, rev
     assert ground_truth(auto) is None
 
     # and an explicit label overrides the decision
-    services.label_create(action=rejected, author=reviewer, label="safe")
+    label_create(action=rejected, author=reviewer, label="safe")
     assert ground_truth(rejected) == "safe"
     assert Label.objects.filter(action=rejected).count() == 1
 
@@ -596,33 +610,33 @@ def test_ground_truth_falls_back_to_the_reviewers_decision(policy_v1, agent, rev
 
 
 def test_agent_create_stores_only_a_hash(policy_v1):
-    agent, token = services.agent_create(name="bot", action_types=["refund"])
+    agent, token = agent_create(name="bot", action_types=["refund"])
 
-    assert agent.token_hash == services.token_hash(token)
+    assert agent.token_hash == token_hash(token)
     assert token not in (agent.token_hash, agent.token_prefix)
-    assert services.agent_authenticate(token) == agent
-    assert services.agent_authenticate(token + "x") is None
+    assert agent_authenticate(token) == agent
+    assert agent_authenticate(token + "x") is None
     assert not agent.all_action_types
-    assert services.agent_may_propose(agent, ActionType.objects.get(name="refund"))
-    assert not services.agent_may_propose(agent, ActionType.objects.get(name="escalate_ticket"))
+    assert agent_may_propose(agent, ActionType.objects.get(name="refund"))
+    assert not agent_may_propose(agent, ActionType.objects.get(name="escalate_ticket"))
     assert AuditEvent.objects.filter(event="agent_created", data__agent="bot").exists()
 
 
 def test_agent_create_with_an_unknown_type_changes_nothing(policy_v1):
-    with pytest.raises(services.ServiceError, match="no_such_type"):
-        services.agent_create(name="bot", action_types=["refund", "no_such_type"])
+    with pytest.raises(ServiceError, match="no_such_type"):
+        agent_create(name="bot", action_types=["refund", "no_such_type"])
 
     assert not Agent.objects.filter(name="bot").exists()
 
 
 def test_rotated_token_without_grace_replaces_the_old_one(policy_v1):
     # Rotation with a grace period, revocation: tests/test_agent_tokens.py.
-    agent, old = services.agent_create(name="bot")
+    agent, old = agent_create(name="bot")
 
-    new = services.agent_rotate_token(agent=agent, actor="test", grace_minutes=0)
+    new = agent_rotate_token(agent=agent, actor="test", grace_minutes=0)
 
-    assert services.agent_authenticate(old) is None
-    assert services.agent_authenticate(new) == agent
+    assert agent_authenticate(old) is None
+    assert agent_authenticate(new) == agent
 
 
 # --- built-in check: repeats of refused proposals -----------------------------------------------
@@ -631,7 +645,7 @@ def test_rotated_token_without_grace_replaces_the_old_one(policy_v1):
 def test_repeat_of_a_rejected_proposal_is_held_for_review(policy_v1, agent, reviewer):
     # given: a held refund that a reviewer rejected
     first = evaluated(agent, params={"order_id": "A-1", "amount": 500})
-    services.action_decide(action_id=str(first.id), user=reviewer, verdict="reject")
+    action_decide(action_id=str(first.id), user=reviewer, verdict="reject")
 
     # when: the agent proposes the identical refund again, and a different one
     again = evaluated(agent, params={"order_id": "A-1", "amount": 500})

@@ -12,7 +12,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from approvals import events
+from approvals.lifecycle import events
 
 
 def _waiters(count: int, statuses: dict[str, str], done_at: dict[str, float], timeout: float = 10) -> list[Any]:

@@ -14,9 +14,13 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from approvals import services, webhooks
-from approvals.api.serializers import action_representation
+from approvals.gate.policies import policies_import
+from approvals.gate.representation import action_representation
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
+from approvals.integrations import webhooks
+from approvals.integrations.services import webhook_deliver, webhook_redeliver
 from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, WebhookDelivery
+from approvals.review.services import action_decide
 from tests.conftest import LOOKED_UP
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -80,11 +84,11 @@ def receiver() -> Iterator[Receiver]:
 def propose(agent: Agent, callback_url: str, params: dict[str, Any] | None = None) -> ProposedAction:
     params = params or {"order_id": "A-9", "amount": 20}  # not looked up: held
     body = {"action_type": "refund", "params": params, "trajectory": LOOKED_UP, "callback_url": callback_url}
-    action, _ = services.action_propose(
+    action, _ = action_propose(
         agent=agent,
         action_type=ActionType.objects.get(name="refund"),
         params=params,
-        fingerprint=services.request_fingerprint(body),
+        fingerprint=request_fingerprint(body),
         trajectory_raw=LOOKED_UP,
         callback_url=callback_url,
     )
@@ -143,12 +147,12 @@ def test_a_refused_delivery_fails_at_once_visible_and_unsent(policy_v1: int, rec
     agent = AgentFactory()
     target = receiver.url.replace("localhost", "127.0.0.1")
     action = propose(agent, target)
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     delivery = WebhookDelivery.objects.get(action=action)
     _connects.clear()
     _recording.set()
     try:
-        assert services.webhook_deliver(delivery_id=delivery.pk) == "failed"
+        assert webhook_deliver(delivery_id=delivery.pk) == "failed"
     finally:
         _recording.clear()
     delivery.refresh_from_db()
@@ -194,9 +198,7 @@ def test_evaluated_and_decided_are_delivered_signed_with_the_representation(
 
     reviewer = ReviewerFactory()
     with django_capture_on_commit_callbacks(execute=True):
-        services.action_decide(
-            action_id=str(action.id), user=reviewer, verdict="reject", reason="order A-9 was never looked up"
-        )
+        action_decide(action_id=str(action.id), user=reviewer, verdict="reject", reason="order A-9 was never looked up")
     decided = receiver.wait_for(2)[1]
     assert decided["headers"]["X-Gate-Event"] == "action.decided"
     body = json.loads(decided["body"])
@@ -213,7 +215,7 @@ def test_evaluated_and_decided_are_delivered_signed_with_the_representation(
 @pytest.mark.django_db
 def test_no_callback_url_no_delivery(policy_v1: int) -> None:
     action = propose(AgentFactory(), "")
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     assert not WebhookDelivery.objects.exists()
 
 
@@ -221,16 +223,16 @@ def test_no_callback_url_no_delivery(policy_v1: int) -> None:
 def test_a_failed_delivery_can_be_redelivered(policy_v1: int, receiver: Receiver) -> None:
     agent = AgentFactory()
     action = propose(agent, receiver.url)
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     delivery = WebhookDelivery.objects.get(action=action)
     with override_settings(GATE_WEBHOOK_MAX_ATTEMPTS=1):
         receiver.statuses = [503]
-        assert services.webhook_deliver(delivery_id=delivery.pk) == "failed"
+        assert webhook_deliver(delivery_id=delivery.pk) == "failed"
     delivery.refresh_from_db()
     assert (delivery.last_status_code, delivery.last_error) == (503, "HTTP 503")
 
-    again = services.webhook_redeliver(delivery=delivery, actor="user:admin")
-    assert services.webhook_deliver(delivery_id=again.pk) == "delivered"
+    again = webhook_redeliver(delivery=delivery, actor="user:admin")
+    assert webhook_deliver(delivery_id=again.pk) == "delivered"
     assert receiver.requests[-1]["body"] == delivery.body.encode()
     assert AuditEvent.objects.filter(action=action, event="webhook_redelivered").count() == 1
 
@@ -243,7 +245,7 @@ def test_a_failed_delivery_can_be_redelivered(policy_v1: int, receiver: Receiver
 def test_a_real_worker_retries_a_failing_receiver_until_it_answers(celery_worker_process: str) -> None:
     from tests.conftest import TEST_POLICY
 
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     server = Receiver(statuses=[500, 502])
     try:
         agent = AgentFactory()

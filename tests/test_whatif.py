@@ -8,31 +8,34 @@ from typing import Any
 
 import pytest
 
-from approvals import policy, services
+from approvals import policy
 from approvals.evaluation import whatif
 from approvals.evaluation.services import whatif_start
+from approvals.gate.policies import policies_import
+from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
 from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, WhatIfRun
+from approvals.review.services import action_decide, label_create
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
 
 
 def _propose(agent: Agent, params: dict[str, Any], trajectory: Any = LOOKED_UP) -> ProposedAction:
     body = {"action_type": "refund", "params": params, "trajectory": trajectory}
-    action, _ = services.action_propose(
+    action, _ = action_propose(
         agent=agent,
         action_type=ActionType.objects.get(name="refund"),
         params=params,
-        fingerprint=services.request_fingerprint(body),
+        fingerprint=request_fingerprint(body),
         trajectory_raw=trajectory,
     )
-    services.action_evaluate(action_id=str(action.id))
+    action_evaluate(action_id=str(action.id))
     action.refresh_from_db()
     return action
 
 
 def history() -> dict[str, ProposedAction]:
     """Five labelled refunds under TEST_POLICY (base risk 0.1, auto up to 0.3 and 100 of amount)."""
-    services.policies_import(document=TEST_POLICY, actor="test")
+    policies_import(document=TEST_POLICY, actor="test")
     agent, reviewer = AgentFactory(), ReviewerFactory()
     actions = {
         "auto_safe": _propose(agent, {"order_id": "A-1", "amount": 20}),
@@ -49,11 +52,11 @@ def history() -> dict[str, ProposedAction]:
         "needs_review",
         "needs_review",
     ]
-    services.label_create(action=actions["auto_safe"], author=reviewer, label="safe")
-    services.label_create(action=actions["auto_unsafe"], author=reviewer, label="unsafe")
-    services.action_decide(action_id=str(actions["big_safe"].id), user=reviewer, verdict="approve")
-    services.action_decide(action_id=str(actions["unlooked_unsafe"].id), user=reviewer, verdict="reject")
-    services.action_decide(action_id=str(actions["unlooked_safe"].id), user=reviewer, verdict="approve")
+    label_create(action=actions["auto_safe"], author=reviewer, label="safe")
+    label_create(action=actions["auto_unsafe"], author=reviewer, label="unsafe")
+    action_decide(action_id=str(actions["big_safe"].id), user=reviewer, verdict="approve")
+    action_decide(action_id=str(actions["unlooked_unsafe"].id), user=reviewer, verdict="reject")
+    action_decide(action_id=str(actions["unlooked_safe"].id), user=reviewer, verdict="approve")
     return actions
 
 

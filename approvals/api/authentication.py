@@ -6,9 +6,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from approvals.gate.agents import agent_authenticate
 from approvals.models import Agent
 from approvals.ops import logging as gate_logging
-from approvals.services import agent_authenticate
 
 
 class AgentTokenAuthentication(authentication.BaseAuthentication):

@@ -9,7 +9,7 @@ from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from approvals.services import ActionConflict, IdempotencyConflict, ServiceError
+from approvals.errors import ActionConflict, IdempotencyConflict, ServiceError
 
 
 class Conflict(APIException):

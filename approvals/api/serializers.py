@@ -11,8 +11,9 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from approvals import policy, webhooks
+from approvals import policy
 from approvals.gate.representation import action_representation, remembered_approval_representation
+from approvals.integrations import webhooks
 from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Verdict
 
 MAX_KEY_LENGTH = 255

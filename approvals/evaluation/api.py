@@ -22,10 +22,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals import policy, services
+from approvals import policy
 from approvals.api.permissions import IsReviewer
 from approvals.api.serializers import NumberField, storable_moment
 from approvals.evaluation import exports, figures, rules, selectors, sweep
+from approvals.gate.policies import action_type_apply_thresholds
+from approvals.lifecycle.audit import actor_of_user
 from approvals.models import Agent
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
@@ -218,11 +220,11 @@ class EvaluationSweepApplyView(APIView):
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         try:
-            version = services.action_type_apply_thresholds(
+            version = action_type_apply_thresholds(
                 action_type=values["action_type"],
                 auto_approve_max_risk=values["auto_approve_max_risk"],
                 max_auto_amount=values["max_auto_amount"],
-                actor=services.actor_of_user(request.user),  # type: ignore[arg-type]
+                actor=actor_of_user(request.user),  # type: ignore[arg-type]
             )
         except policy.PolicyError as exc:
             raise ValidationError({"detail": exc.errors}) from exc
@@ -251,4 +253,6 @@ class EvaluationSummaryView(APIView):
             if since is None:
                 raise ValidationError({"since": ["Must be an ISO 8601 date-time."]})
             since = storable_moment(since, "since")
-        return Response(figures.evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since))
+        return Response(
+            figures.evaluation_summary(action_type=request.query_params.get("action_type") or None, since=since)
+        )

@@ -23,12 +23,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from approvals import policy, services
+from approvals import policy
 from approvals.api.permissions import reviewer_required
 from approvals.evaluation import figures, rules, selectors, stats, sweep
 from approvals.evaluation.services import whatif_start
+from approvals.gate.policies import action_type_apply_thresholds
+from approvals.gate.selectors import policy_document_current
+from approvals.lifecycle.audit import actor_of_user
 from approvals.models import Status, WhatIfRun
-from approvals.selectors import policy_document_current
 
 ADMIN_PERMISSION = "approvals.change_actiontype"
 WINDOWS: dict[str, tuple[str, timedelta | None]] = {
@@ -307,11 +309,11 @@ def evaluation_apply(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"Nothing applied: {exc}.")
         return redirect(back)
     try:
-        version = services.action_type_apply_thresholds(
+        version = action_type_apply_thresholds(
             action_type=action_type,
             auto_approve_max_risk=risk,
             max_auto_amount=amount,
-            actor=services.actor_of_user(request.user),  # type: ignore[arg-type]
+            actor=actor_of_user(request.user),  # type: ignore[arg-type]
         )
     except policy.PolicyError as exc:
         messages.error(request, "Nothing applied: " + "; ".join(exc.errors))

@@ -1,7 +1,7 @@
 """The state changes of the evaluation room: starting a what-if replay.
 
 Applying a sweep's thresholds (``action_type_apply_thresholds``) changes the policy and stays with
-the policy services in approvals.services.
+the policy services in approvals.gate.policies.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from approvals import policy
+from approvals.lifecycle.audit import actor_of_user, audit_record
 from approvals.models import WhatIfRun
-from approvals.services import actor_of_user, audit_record
 
 
 def whatif_start(*, document: Any, user: User | None) -> WhatIfRun:

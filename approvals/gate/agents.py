@@ -147,8 +147,6 @@ def agent_may_propose(agent: Agent, action_type: ActionType) -> bool:
     return agent.all_action_types or agent.action_types.filter(pk=action_type.pk).exists()
 
 
-
-
 # What the admin may change on an agent (its tokens change only through the functions above).
 AGENT_SETTINGS = ("name", "enabled", "all_action_types", "rate_limit_per_minute")
 
@@ -172,9 +170,13 @@ def agent_update(
             before["action_types"] = sorted(locked.action_types.values_list("name", flat=True))
             after["action_types"] = sorted(t.name for t in types)
             locked.action_types.set(types)
-        changed = {name: {"before": before[name], "after": after[name]} for name in after if before[name] != after[name]}
+        changed = {
+            name: {"before": before[name], "after": after[name]} for name in after if before[name] != after[name]
+        }
         if changed:
-            audit_record(action=None, event="agent_changed", actor=actor, data={"agent": locked.name, "changed": changed})
+            audit_record(
+                action=None, event="agent_changed", actor=actor, data={"agent": locked.name, "changed": changed}
+            )
     for name in changes:
         setattr(agent, name, getattr(locked, name))
     return agent

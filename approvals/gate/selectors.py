@@ -39,6 +39,10 @@ def action_owned_by(agent: Agent, action_id: Any) -> ProposedAction:
     return actions_visible_to(agent).get(pk=action_id)
 
 
+def action_is_owned_by(agent: Agent, action_id: Any) -> bool:
+    return ProposedAction.objects.filter(pk=action_id, agent=agent).exists()
+
+
 REPEAT_WINDOW = timedelta(hours=24)
 
 

@@ -16,7 +16,6 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import logging as gate_logging
 from approvals import policy
 from approvals.errors import IdempotencyConflict, NotPermitted
 from approvals.gate import agents, selectors
@@ -24,6 +23,7 @@ from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_agent, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
 from approvals.models import ActionType, Agent, Decision, ProposedAction, Status, Verdict
+from approvals.ops import logging as gate_logging
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +311,9 @@ def action_hold_for_review(*, action_id: str, error: str) -> bool:
 
 
 def action_cancel(*, action_id: str, agent: Agent) -> ProposedAction:
-    """The agent withdraws its own pending or held action."""
+    """The agent withdraws its own pending or held action (another's does not exist for it)."""
+    if not selectors.action_is_owned_by(agent, action_id):
+        raise ProposedAction.DoesNotExist(f"agent {agent.name} has no action {action_id}")
     transition_apply(
         "cancel",
         action_id=action_id,
@@ -327,6 +329,8 @@ def action_report_outcome(
     *, action_id: str, agent: Agent, executed: bool, result: Any = None, error: str = ""
 ) -> ProposedAction:
     """Contract §2: the owning agent says, once, what happened when it acted on an approval."""
+    if not selectors.action_is_owned_by(agent, action_id):
+        raise ProposedAction.DoesNotExist(f"agent {agent.name} has no action {action_id}")
     transition_apply(
         "report_outcome",
         action_id=action_id,

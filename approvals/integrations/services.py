@@ -9,10 +9,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import logging as gate_logging
 from approvals.integrations import webhooks
 from approvals.lifecycle.audit import audit_record
 from approvals.models import WebhookDelivery
+from approvals.ops import logging as gate_logging
 
 logger = logging.getLogger(__name__)
 

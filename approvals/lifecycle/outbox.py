@@ -21,9 +21,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import metrics
 from approvals.lifecycle import events, statements
 from approvals.models import OutboxEvent
+from approvals.ops import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ def outbox_sweep(*, older_than: timedelta | None = None, batch: int = 500) -> in
     if older_than is None:
         older_than = timedelta(seconds=settings.GATE_OUTBOX_SWEEP_AFTER_SECONDS)
     cutoff = timezone.now() - older_than
-    rows = list(OutboxEvent.objects.filter(dispatched_at__isnull=True, created_at__lt=cutoff).order_by("created_at")[:batch])
+    rows = list(
+        OutboxEvent.objects.filter(dispatched_at__isnull=True, created_at__lt=cutoff).order_by("created_at")[:batch]
+    )
     if rows:
         logger.info("outbox sweep: dispatching %d events left behind", len(rows))
     return outbox_dispatch(rows)

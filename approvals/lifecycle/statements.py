@@ -59,9 +59,7 @@ def one_of(model: type[models.Model], name: str, values: Iterable[Any]) -> Condi
 
 
 def either(*conditions: Condition) -> Condition:
-    return Condition(
-        "(" + " OR ".join(c.sql for c in conditions) + ")", tuple(p for c in conditions for p in c.params)
-    )
+    return Condition("(" + " OR ".join(c.sql for c in conditions) + ")", tuple(p for c in conditions for p in c.params))
 
 
 def update_returning(

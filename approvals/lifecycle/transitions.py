@@ -74,7 +74,14 @@ TRANSITIONS: dict[str, Transition] = {
             Cause.POLICY,
         ),
         # A reviewer's remembered approval covers what the policy would hold (contract §5).
-        _t("approve_remembered", [Status.PENDING], [Status.AUTO_APPROVED], "evaluated", "action.evaluated", Cause.POLICY),
+        _t(
+            "approve_remembered",
+            [Status.PENDING],
+            [Status.AUTO_APPROVED],
+            "evaluated",
+            "action.evaluated",
+            Cause.POLICY,
+        ),
         # Its evaluation kept failing: a person decides (nothing is auto-approved by a fault).
         _t("hold", [Status.PENDING], [Status.NEEDS_REVIEW], "evaluated", "action.evaluated", Cause.SYSTEM),
         _t(

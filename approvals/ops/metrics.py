@@ -38,7 +38,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from approvals.models import ProposedAction, Status
+from approvals.models import Status
 from approvals.ops import selectors
 
 logger = logging.getLogger(__name__)
@@ -152,9 +152,7 @@ def observe(histogram: Histogram, labels: tuple[str, ...], value: float) -> None
         _add(_observation(histogram, labels, value))
 
 
-def record_evaluation(
-    *, action_type: str, duration: float | None, wait: float | None, rule_errors: list[str]
-) -> None:
+def record_evaluation(*, action_type: str, duration: float | None, wait: float | None, rule_errors: list[str]) -> None:
     """After a worker evaluated an action of ``action_type``: how long it took, how long the action
     waited since proposed, and the rules that raised errors, in one round trip."""
     updates = []

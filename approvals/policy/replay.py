@@ -146,7 +146,7 @@ class SimulatedApproval:
         return when is not None and self.since <= when < self.until
 
     def as_remembered(self) -> dict[str, Any]:
-        """The shape ``engine.remembered_cover`` takes (as ``selectors.remembered_approvals_for`` makes it)."""
+        """The shape ``engine.remembered_cover`` takes (as ``remembered_approvals_for`` makes it)."""
         return {
             "id": self.source,
             "failed": self.failed,

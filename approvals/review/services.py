@@ -3,6 +3,7 @@ remembered approvals. Each change of an action is a transition of approvals.life
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,6 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import logging as gate_logging
 from approvals import policy
 from approvals.errors import ServiceError
 from approvals.gate import selectors as gate_selectors
@@ -19,6 +19,7 @@ from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_user, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
 from approvals.models import Decision, Label, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
+from approvals.ops import logging as gate_logging
 from approvals.review import selectors
 
 logger = logging.getLogger(__name__)
@@ -50,12 +51,12 @@ def action_decide(
     now = timezone.now()
 
     def record(applied: Applied) -> dict[str, Any]:
-        Decision.objects.create(action_id=applied.action_id, verdict=verdict, reviewer=user, reason=reason)
+        Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=reason)
         # An explicit label outranks the verdict. Checked under the row lock the UPDATE holds: a
         # label committed before is seen here; one committed after sets the truth itself.
-        if not Label.objects.filter(action_id=applied.action_id).exists():
+        if not Label.objects.filter(action=action).exists():
             truth = LabelValue.SAFE if verdict == Verdict.APPROVE else LabelValue.UNSAFE
-            ProposedAction.objects.filter(pk=applied.action_id).update(ground_truth=truth)
+            ProposedAction.objects.filter(pk=action.pk).update(ground_truth=truth)
         data: dict[str, Any] = {"verdict": verdict, "reason": reason}
         if remember_minutes is not None:
             remembered = RememberedApproval.objects.create(
@@ -147,7 +148,8 @@ def action_claim(*, action_id: str, user: User) -> ProposedAction:
     no decision is ever refused because of a claim. The holder's own claim is renewed.
     """
     now = timezone.now()
-    try:
+    # Refused when it is not held any more, or someone else has it open: the page says so.
+    with contextlib.suppress(TransitionRefused):
         transition_apply(
             "claim",
             action_id=action_id,
@@ -164,8 +166,6 @@ def action_claim(*, action_id: str, user: User) -> ProposedAction:
             audit_data={"until": (now + CLAIM_DURATION).isoformat()},
             announce={"push": {"claimed_by": user.get_username()}},
         )
-    except TransitionRefused:
-        pass  # not held any more, or someone else has it open: the page says so
     return gate_selectors.actions_visible_to(None).select_related("claimed_by").get(pk=action_id)
 
 
@@ -176,9 +176,7 @@ def label_create(
     created: list[Label] = []
 
     def record(applied: Applied) -> None:
-        created.append(
-            Label.objects.create(action_id=applied.action_id, label=label, tags=tags or [], note=note, author=author)
-        )
+        created.append(Label.objects.create(action=action, label=label, tags=tags or [], note=note, author=author))
 
     transition_apply(
         "label",

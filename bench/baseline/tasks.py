@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from approvals import events
+from approvals.lifecycle import events
 from approvals.models import ProposedAction, Status
 
 

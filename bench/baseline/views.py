@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals import events
+from approvals.lifecycle import events
 from approvals.models import ActionType, ProposedAction, Status
 from bench.baseline.tasks import touch_row
 

@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 
-from approvals import services
+from approvals.errors import ServiceError
+from approvals.gate.agents import agent_create
 
 
 class Command(BaseCommand):
@@ -21,8 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, name: str, action_types: str | None, **options: Any) -> None:
         types = [t.strip() for t in action_types.split(",") if t.strip()] if action_types is not None else None
         try:
-            agent, token = services.agent_create(name=name, action_types=types, actor="command:create_agent")
-        except services.ServiceError as exc:
+            agent, token = agent_create(name=name, action_types=types, actor="command:create_agent")
+        except ServiceError as exc:
             raise CommandError(exc.message) from exc
         except IntegrityError:
             raise CommandError(f"an agent named {name!r} already exists") from None

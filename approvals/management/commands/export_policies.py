@@ -7,8 +7,8 @@ import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from approvals import policy
+from approvals.gate.selectors import policy_document_current
 from approvals.models import PolicyVersion
-from approvals.selectors import policy_document_current
 
 
 class Command(BaseCommand):

@@ -1,8 +1,8 @@
 """Import labelled proposals (the replay JSONL format) as real, evaluated, labelled actions.
 
-Each line goes the real way, in one transaction of its own: ``services.action_propose`` (the
+Each line goes the real way, in one transaction of its own: ``action_propose`` (the
 line's ``id`` is the idempotency key, so importing a file again changes nothing), then
-``services.action_evaluate`` at once under the current policy, then ``services.label_create``
+``action_evaluate`` at once under the current policy, then ``label_create``
 with the line's label mapped to safe/unsafe and kept as a tag (``tau:<label>``). A bad line is
 reported with its number and leaves nothing behind; a line whose label has no mapping is
 reported and skipped.
@@ -20,9 +20,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
 
-from approvals import services
 from approvals.api.serializers import ProposeSerializer
+from approvals.errors import IdempotencyConflict, NotPermitted, ServiceError
+from approvals.gate.agents import agent_create
+from approvals.gate.services import action_evaluate, action_propose_validated
 from approvals.models import Agent, LabelValue, ProposedAction
+from approvals.review.services import label_create
 
 # Exact labels first; a key ending in "*" maps every label that starts with the rest.
 DEFAULT_LABEL_MAP: dict[str, str] = {
@@ -162,8 +165,8 @@ class Command(BaseCommand):
                     validate_slug(name)
                     if len(name) > Agent._meta.get_field("name").max_length:  # type: ignore[operator]
                         raise ValidationError("at most 100 characters")
-                    agent = services.agent_create(name=name, actor="command:import_labelled")[0]
-                except (ValidationError, services.ServiceError, IntegrityError) as exc:
+                    agent = agent_create(name=name, actor="command:import_labelled")[0]
+                except (ValidationError, ServiceError, IntegrityError) as exc:
                     reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
                     raise LineError(f"cannot create agent {name!r}: {reason}") from exc
             agents[name] = agent
@@ -193,17 +196,17 @@ class Command(BaseCommand):
                 agent_name = DEFAULT_AGENT
         agent = self._agent(agent_name, agents)
         try:
-            action, created = services.action_propose_validated(agent=agent, values=values, body=body)
-        except services.NotPermitted as exc:
+            action, created = action_propose_validated(agent=agent, values=values, body=body)
+        except NotPermitted as exc:
             raise LineError(exc.message) from exc
-        except services.IdempotencyConflict as exc:
+        except IdempotencyConflict as exc:
             raise LineError(f"id {key!r} was already imported for agent {agent.name} with other content") from exc
         # Synchronously, under the current policy; a no-op when it was evaluated already.
-        evaluated = services.action_evaluate(action_id=str(action.id))
+        evaluated = action_evaluate(action_id=str(action.id))
         if evaluated is not None:
             action = evaluated
         if created or not action.labels.exists():
-            services.label_create(action=action, author=author, label=mapped, tags=[tag], note="import_labelled")
+            label_create(action=action, author=author, label=mapped, tags=[tag], note="import_labelled")
         return action, created
 
     def _report(self, tally: Counter[tuple[str, str, str]], outcome: Counter[str], errors: int) -> None:

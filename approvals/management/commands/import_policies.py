@@ -7,7 +7,8 @@ from typing import Any
 import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from approvals import policy, services
+from approvals import policy
+from approvals.gate.policies import policies_import
 
 
 def load_policy_file(path: str) -> Any:
@@ -32,7 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, file: str, **options: Any) -> None:
         document = load_policy_file(file)
         try:
-            version = services.policies_import(document=document, actor="command:import_policies")
+            version = policies_import(document=document, actor="command:import_policies")
         except policy.PolicyError as exc:
             raise CommandError(
                 f"{file}: nothing was imported; {len(exc.errors)} problem(s):\n  " + "\n  ".join(exc.errors)

@@ -8,10 +8,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from approvals import policy
+from approvals.gate.selectors import action_type_spec
 from approvals.management.commands.import_policies import load_policy_file
 from approvals.models import ActionType
 from approvals.policy.replay import DEFAULT_SAFE_LABELS, OUTCOMES, replay
-from approvals.selectors import action_type_spec
 
 
 def read_jsonl(path: str) -> list[tuple[int, Any]]:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from approvals import services
+from approvals.gate.agents import agent_revoke_tokens
 from approvals.models import Agent
 
 
@@ -18,6 +18,6 @@ class Command(BaseCommand):
         agent = Agent.objects.filter(name=name).first()
         if agent is None:
             raise CommandError(f"no agent named {name!r}")
-        services.agent_revoke_tokens(agent=agent, actor="command:revoke_agent_token")
+        agent_revoke_tokens(agent=agent, actor="command:revoke_agent_token")
         self.stdout.write(f"agent: {agent.name}")
         self.stdout.write("tokens: revoked")

@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from approvals import services
+from approvals.errors import ServiceError
+from approvals.gate.agents import agent_rotate_token
 from approvals.models import Agent
 
 
@@ -28,10 +29,8 @@ class Command(BaseCommand):
         if agent is None:
             raise CommandError(f"no agent named {name!r}")
         try:
-            token = services.agent_rotate_token(
-                agent=agent, actor="command:rotate_agent_token", grace_minutes=grace_minutes
-            )
-        except services.ServiceError as exc:
+            token = agent_rotate_token(agent=agent, actor="command:rotate_agent_token", grace_minutes=grace_minutes)
+        except ServiceError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"agent: {agent.name}")
         self.stdout.write(f"token: {token}")

@@ -8,7 +8,9 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from approvals import services
+from approvals.gate.agents import agent_create, agent_rotate_token
+from approvals.gate.policies import policies_import
+from approvals.gate.services import action_propose, request_fingerprint
 from approvals.management.commands.import_policies import load_policy_file
 from approvals.models import ActionType, Agent, ProposedAction
 
@@ -68,7 +70,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, password: str, **options: Any) -> None:
         if not ActionType.objects.exists():
-            version = services.policies_import(
+            version = policies_import(
                 document=load_policy_file(str(DEMO_POLICY)), actor="command:seed_demo", source="seed"
             )
             self.stdout.write(f"policy: {DEMO_POLICY.name} as policy_version {version}")
@@ -84,18 +86,18 @@ class Command(BaseCommand):
         Agent.objects.filter(name="demo-agent", actions__isnull=True).delete()
         agent = Agent.objects.filter(name="demo-agent").first()
         if agent is None:
-            agent, token = services.agent_create(name="demo-agent", actor="command:seed_demo")
+            agent, token = agent_create(name="demo-agent", actor="command:seed_demo")
         else:
             # The demo prints one token: the previous run's stops at once, no grace period.
-            token = services.agent_rotate_token(agent=agent, actor="command:seed_demo", grace_minutes=0)
+            token = agent_rotate_token(agent=agent, actor="command:seed_demo", grace_minutes=0)
         if not ProposedAction.objects.filter(agent=agent).exists():
             for index, proposal in enumerate(DEMO_PROPOSALS):
                 body = {**proposal, "idempotency_key": f"demo-{index}"}
                 action_type = ActionType.objects.get(name=body.pop("action_type"))
-                services.action_propose(
+                action_propose(
                     agent=agent,
                     action_type=action_type,
-                    fingerprint=services.request_fingerprint(body),
+                    fingerprint=request_fingerprint(body),
                     params=body["params"],
                     trajectory_raw=body.get("trajectory"),
                     context=body.get("context"),

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from approvals import audit_chain
+from approvals.lifecycle import audit_chain
 from approvals.models import AuditEvent
 
 FIELDS = ("id", "chain", "seq", "prev_hash", "hash", "action_id", "event", "actor", "from_status", "to_status")
