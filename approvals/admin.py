@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from approvals import policy
-from approvals.gate.agents import agent_revoke_tokens, agent_rotate_token
+from approvals.gate.agents import AGENT_SETTINGS, agent_revoke_tokens, agent_rotate_token, agent_update
 from approvals.gate.policies import action_type_policy_changed
 from approvals.integrations.services import webhook_redeliver
 from approvals.models import (
@@ -169,6 +169,17 @@ class AgentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Agents are created with `manage.py create_agent`, which shows the token once.
         return False
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        """Saved in save_related, with its action types, through the service that audits it."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        agent_update(
+            agent=form.instance,
+            actor=f"user:{request.user.get_username()}",
+            changes={name: form.cleaned_data[name] for name in AGENT_SETTINGS if name in form.cleaned_data},
+            action_types=form.cleaned_data.get("action_types"),
+        )
 
     def _issue_tokens(self, request: HttpRequest, queryset: QuerySet[Agent], grace_minutes: int | None) -> HttpResponse:
         actor = f"user:{request.user.get_username()}"

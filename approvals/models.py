@@ -414,7 +414,7 @@ class AuditEvent(models.Model):
         return f"{self.event} by {self.actor}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None and not self._state.adding:
+        if self.pk is not None:  # written once: an audit event is never saved again
             raise ValueError("audit events are append-only")
         super().save(*args, **kwargs)
 

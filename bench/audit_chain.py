@@ -27,11 +27,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from approvals.gate.agents import agent_create
-from approvals.gate.policies import policies_import
-from approvals.gate.services import action_propose, request_fingerprint
-from approvals.lifecycle.audit import audit_record
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = os.environ.get(
@@ -74,7 +69,12 @@ def main() -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from approvals.lifecycle import audit_chain
+    from approvals.gate import services as gate_services
+    from approvals.gate.agents import agent_create
+    from approvals.gate.policies import policies_import
+    from approvals.gate.services import action_propose, request_fingerprint
+    from approvals.lifecycle import audit_chain, transitions
+    from approvals.lifecycle.audit import audit_record
     from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, Status
 
     call_command("migrate", verbosity=0)
@@ -170,14 +170,17 @@ def main() -> None:
     proposals = max(1, args.events // 4)
     for _ in range(args.rounds):
         for name in random.sample(list(propose_rates), 2):
-            audit_record = plain_record if name == "plain" else chained_record  # type: ignore[assignment]
+            # every writer the path goes through: the proposal's first link, the evaluation's transition
+            for module in (gate_services, transitions):
+                module.audit_record = plain_record if name == "plain" else chained_record  # type: ignore[attr-defined]
             try:
                 started = time.perf_counter()
                 for n in range(proposals):
                     propose(n)
                 propose_rates[name].append(proposals / (time.perf_counter() - started))
             finally:
-                audit_record = chained_record  # type: ignore[assignment]
+                for module in (gate_services, transitions):
+                    module.audit_record = chained_record  # type: ignore[attr-defined]
 
     per_action_events = AuditEvent.objects.filter(action__isnull=False).exclude(chain="bench-plain").count()
 

@@ -28,9 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from approvals.gate.agents import agent_create
-from approvals.gate.policies import policies_import
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = os.environ.get(
@@ -177,7 +174,8 @@ def fill(rows: int, reload: bool) -> tuple[Any, float | None]:
     from django.core.management import call_command
     from django.db import connection
 
-    pass
+    from approvals.gate.agents import agent_create
+    from approvals.gate.policies import policies_import
     from approvals.models import ActionType, Agent, ProposedAction
 
     call_command("migrate", verbosity=0)

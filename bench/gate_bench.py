@@ -33,9 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from approvals.gate.agents import agent_create
-from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -64,12 +61,10 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 
 # The stack's configuration; recorded in the report.
 STACK_ENV = {
-    # One persistent connection per sync gunicorn worker / Celery process (performance-notes).
-    "GATE_CONN_MAX_AGE": "60",
-    "CELERY_DB_REUSE_MAX": "1000",
-    # One agent sends the whole load: its rate limit is raised (still counted in Redis), not switched off.
+    # The README's settings, defaults included (the connection pool, INFO logs, Celery's connection
+    # reuse), but for one: a single agent sends the whole load, so its rate limit is raised (still
+    # counted in Redis), not switched off.
     "GATE_AGENT_RATE_PER_MINUTE": "1000000000",
-    "GATE_LOG_LEVEL": "WARNING",
 }
 
 
@@ -139,7 +134,7 @@ def setup_django() -> None:
 
 
 def direct_agent() -> Any:
-    pass
+    from approvals.gate.agents import agent_create
     from approvals.models import Agent
 
     return Agent.objects.filter(name="bench-direct").first() or agent_create(name="bench-direct")[0]
@@ -152,7 +147,7 @@ def propose_direct(agent: Any, n: int, *, bare: bool = False) -> list[str]:
 
     from django.db import transaction
 
-    pass
+    from approvals.gate.services import action_propose, request_fingerprint
     from approvals.models import ActionType, ProposedAction
     from bench.baseline.tasks import touch_row
 
@@ -220,11 +215,13 @@ def ingest(report: Report, args: argparse.Namespace) -> None:
     section = "1. Ingest (proposals/s, closed loop)"
     seconds, rounds = (4, 1) if args.quick else (6, 3)
     bodies = {"~1 KB, 5-step trajectory": [small_body()], "tau-bench airline (~18 KB)": tau_bodies()}
-    with stack(web="gunicorn", web_workers=args.web_workers, worker=False) as s:
+    # The server the README tells users to run: uvicorn serving escalation_app.asgi with 2 workers.
+    with stack(web="uvicorn", web_workers=args.web_workers, worker=False) as s:
         token = prepare(s)
         report.note(
             section,
-            f"gunicorn, {args.web_workers} sync workers; the Celery worker is stopped during these runs so "
+            f"the README's server: uvicorn serving escalation_app.asgi, {args.web_workers} workers, default "
+            "settings (the connection pool on); the Celery worker is stopped during these runs so "
             "that both endpoints measure the HTTP path (the queued tasks are discarded); "
             f"wrk, one thread, a fresh Idempotency-Key per request; {rounds} rounds of {seconds} s per endpoint "
             "(each after a 2 s warm-up), the endpoints alternating, so that a slower minute of the shared "
@@ -496,7 +493,8 @@ def query_counts(report: Report, section: str) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    pass
+    from approvals.gate.agents import agent_create
+    from approvals.gate.services import action_evaluate
 
     _agent, token = agent_create(name=f"bench-q-{uuid.uuid4().hex[:6]}")
     client = Client(HTTP_HOST="127.0.0.1")

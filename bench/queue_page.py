@@ -20,9 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from approvals.gate.agents import agent_create
-from approvals.gate.policies import policies_import
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DATABASE_URL"] = os.environ.get("GATE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gate_bench")
@@ -44,7 +41,8 @@ def ensure_database(url: str) -> None:
 def fill(items: int) -> None:
     from django.core.management import call_command
 
-    pass
+    from approvals.gate.agents import agent_create
+    from approvals.gate.policies import policies_import
     from approvals.models import ActionType, Agent, ProposedAction, Status
 
     call_command("migrate", verbosity=0)

@@ -178,10 +178,6 @@ class Stack:
             str(self.port),
             "--workers",
             str(self.web_workers),
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
             "--no-access-log",
         ]
 

@@ -213,6 +213,7 @@ CELLS: list[Cell] = [
         data={"verdict": "approve", "reason": "ok"},
         json=False,
     ),
+    Cell("review/<uuid:action_id>/claim", "POST", lambda w: f"/review/{held(w)}/claim", REVIEWER_PAGE, json=False),
     Cell(
         "review/<uuid:action_id>/label",
         "POST",

@@ -129,3 +129,34 @@ def test_webhook_failures_are_listed_and_can_be_redelivered(admin_client: Client
     again = WebhookDelivery.objects.exclude(pk=failed.pk).get()
     assert (again.body, again.event, again.url) == ("{}", "action.evaluated", failed.url)
     assert AuditEvent.objects.filter(action=action, event="webhook_redelivered", actor="user:root").count() == 1
+
+
+def test_an_agent_edited_in_the_admin_is_changed_through_the_service_and_audited(admin_client: Client) -> None:
+    from approvals.models import Agent, AuditEvent
+    from tests.factories import ActionTypeFactory, AgentFactory
+
+    agent = AgentFactory(name="support-bot", rate_limit_per_minute=None)
+    refund = ActionTypeFactory(name="refund")
+
+    response = admin_client.post(
+        f"/admin/approvals/agent/{agent.pk}/change/",
+        {
+            "name": "support-bot",
+            "enabled": "",
+            "all_action_types": "",
+            "action_types": [refund.pk],
+            "rate_limit_per_minute": "30",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    agent = Agent.objects.get(pk=agent.pk)
+    assert (agent.enabled, agent.all_action_types, agent.rate_limit_per_minute) == (False, False, 30)
+    assert list(agent.action_types.values_list("name", flat=True)) == ["refund"]
+    event = AuditEvent.objects.get(event="agent_changed")
+    assert event.actor.startswith("user:")
+    assert event.data["agent"] == "support-bot"
+    assert event.data["changed"]["enabled"] == {"before": True, "after": False}
+    assert event.data["changed"]["rate_limit_per_minute"] == {"before": None, "after": 30}
+    assert event.data["changed"]["action_types"] == {"before": [], "after": ["refund"]}
+    assert "name" not in event.data["changed"]

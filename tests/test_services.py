@@ -659,6 +659,19 @@ def test_repeat_of_a_rejected_proposal_is_held_for_review(policy_v1, agent, revi
     assert other.status == Status.AUTO_APPROVED
 
 
+def test_a_repeat_is_the_same_params_whatever_their_key_order(policy_v1, agent, reviewer):
+    # given: a rejected refund, and the same params sent again with their keys in another order
+    first = evaluated(agent, params={"order_id": "A-1", "amount": 500, "reason": "broken"})
+    action_decide(action_id=str(first.id), user=reviewer, verdict="reject")
+    reordered = evaluated(agent, params={"reason": "broken", "amount": 500, "order_id": "A-1"})
+
+    # then: one check, on the params' canonical hash, finds the refused one (PostgreSQL and SQLite alike)
+    assert reordered.params_hash == first.params_hash
+    found = {f["rule"]: f for f in reordered.findings}
+    assert found["repeat_of_refused"]["outcome"] == "fail"
+    assert found["repeat_of_refused"]["repeat_of"] == str(first.id)
+
+
 def test_repeat_of_a_blocked_proposal_by_another_agent_or_older_than_a_day_is_not_held(policy_v1, agent):
     blocked = evaluated(agent, params={"order_id": "A-1", "amount": "lots"})
     assert blocked.status == Status.BLOCKED

@@ -81,7 +81,7 @@ def action_propose(
                 request_fingerprint=fingerprint,
                 callback_url=callback_url,
             )
-            statements.insert(action)
+            action.save(force_insert=True)
             audit_record(
                 action=action, event="proposed", actor=actor_of_agent(agent), to_status=Status.PENDING, new_chain=True
             )
@@ -205,9 +205,7 @@ def _apply_decision(
     def record_decision(applied: Applied) -> None:
         if final:
             verdict = Verdict.APPROVE if decision.status == policy.AUTO_APPROVED else Verdict.REJECT
-            statements.insert(
-                Decision(action_id=applied.action_id, verdict=verdict, by_policy=True, reason=_policy_reason(decision))
-            )
+            Decision.objects.create(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision))
 
     audit_data: dict[str, Any] = {
         "risk_score": decision.risk_score,

@@ -49,7 +49,7 @@ def audit_record(
             prev_hash=prev_hash,
         )
         record.hash = audit_chain.event_hash(record, prev_hash)
-        statements.insert(record)
+        record.save(force_insert=True)
     return record
 
 

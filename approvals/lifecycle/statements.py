@@ -1,7 +1,7 @@
-"""The SQL the lifecycle sends itself: the guarded UPDATE … RETURNING that applies a transition (the
-ORM has no RETURNING for updates), the audit chain's lock, and the INSERT of the rows a transition
-writes (the ORM compiles each statement anew, ~0.4 ms of CPU apiece, measured in the README's
-"Performance").
+"""The SQL the lifecycle sends itself, where the ORM has no form for it: the guarded UPDATE …
+RETURNING that applies a transition, and the audit chain's advisory lock. Everything else is the
+ORM's: a hand-written INSERT of the rows a transition writes measured within the noise of the ORM's
+(bench/write_path.py, README "Performance"), so the ORM writes them.
 
 Identifiers come from model metadata, never from input; every value is a query parameter, prepared
 by the model's own field (``get_db_prep_save`` / ``get_db_prep_value``), so that JSON, dates and
@@ -81,28 +81,6 @@ def update_returning(
         )
         row = cursor.fetchone()
     return tuple(row) if row is not None else None
-
-
-def insert(instance: models.Model) -> None:
-    """INSERT a new model instance as ``instance.save(force_insert=True)`` would: each field's
-    ``pre_save`` (auto_now_add, defaults already set by the constructor), the key from RETURNING
-    when the database assigns it; no signals (the gate connects none to these models)."""
-    opts = instance._meta
-    key = opts.pk
-    assert key is not None
-    database_keyed = isinstance(key, models.AutoField)
-    fields = [f for f in opts.concrete_fields if not (f is key and database_keyed)]
-    columns = [_quote(f.column) for f in fields]
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    placeholders = ", ".join(["%s"] * len(params))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_quote(opts.db_table)} ({', '.join(columns)}) VALUES ({placeholders}) "  # noqa: S608
-            f"RETURNING {_quote(key.column)}",
-            params,
-        )
-        if database_keyed:
-            instance.pk = cursor.fetchone()[0]
 
 
 def lock_chain_and_read_last_link(chain: str) -> tuple[int, str] | None:

@@ -247,5 +247,5 @@ def _webhook_delivery(action_id: str, event: str, url: str) -> int:
 
     body = json.dumps(representation.action_read_represented(action_id), separators=(",", ":"), sort_keys=True)
     delivery = WebhookDelivery(action_id=action_id, event=event, url=url, body=body)
-    statements.insert(delivery)
+    delivery.save(force_insert=True)
     return int(delivery.pk)

@@ -1,11 +1,13 @@
 """Import labelled proposals (the replay JSONL format) as real, evaluated, labelled actions.
 
-Each line goes the real way, in one transaction of its own: ``action_propose`` (the
-line's ``id`` is the idempotency key, so importing a file again changes nothing), then
-``action_evaluate`` at once under the current policy, then ``label_create``
-with the line's label mapped to safe/unsafe and kept as a tag (``tau:<label>``). A bad line is
-reported with its number and leaves nothing behind; a line whose label has no mapping is
-reported and skipped.
+Each line goes the real way, each step in the durable transaction of its service:
+``action_propose`` (the line's ``id`` is the idempotency key, so importing a file again changes
+nothing), then ``action_evaluate`` at once under the current policy, then ``label_create`` with the
+line's label mapped to safe/unsafe and kept as a tag (``tau:<label>``). A line is checked before
+anything is written, so a bad line is reported with its number and leaves nothing behind; a line
+whose label has no mapping is reported and skipped. Should a line stop between its steps (the
+database went away), importing the file again finishes it: the action is found by its key, its
+evaluation is run if it is still pending, and its label is added if it has none.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from approvals.api.serializers import ProposeSerializer
 from approvals.errors import IdempotencyConflict, NotPermitted, ServiceError
@@ -135,14 +137,12 @@ class Command(BaseCommand):
                 outcome["skipped_unknown_label"] += 1
                 continue
             try:
-                with transaction.atomic():
-                    action, created = self._import_line(
-                        line, options["agent"], agents, author, mapped, f"{options['tag_prefix']}:{label}"
-                    )
+                action, created = self._import_line(
+                    line, options["agent"], agents, author, mapped, f"{options['tag_prefix']}:{label}"
+                )
             except LineError as exc:
                 self.stderr.write(f"{path}:{number}: error: {exc}")
                 errors += 1
-                agents.clear()  # an agent created inside the rolled-back line is gone again
                 continue
             outcome["imported" if created else "already_imported"] += 1
             tally[(label, mapped, action.status)] += 1
