@@ -78,7 +78,7 @@ class StringURLField(serializers.URLField):
 
 class CallbackURLField(StringURLField):
     """A webhook target: refused at the door when it names a private address outright (contract
-    §1); a name that resolves to one is refused when delivering (approvals.webhooks)."""
+    §1); a name that resolves to one is refused when delivering (approvals.integrations.webhooks)."""
 
     def to_internal_value(self, data: Any) -> str:
         url = super().to_internal_value(data)

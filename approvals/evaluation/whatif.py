@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals import policy
+from approvals.gate.selectors import proposal_of
 from approvals.models import ProposedAction, Status, WhatIfRun
 
 SLICE_SECONDS = 8.0
@@ -52,14 +53,8 @@ def _proposal(action: ProposedAction) -> policy.Proposal:
     repeat = next(
         (f for f in action.findings if f.get("rule") == "repeat_of_refused" and f.get("outcome") == "fail"), None
     )
-    return policy.Proposal(
-        sample_key=str(action.id),
-        action_type=action.action_type.name,
-        params=action.params,
-        confidence=action.confidence,
-        context=action.context,
-        agent={"name": action.agent.name},
-        trajectory=action.trajectory,
+    return proposal_of(
+        action,
         now=action.evaluated_at or action.created_at,
         refused_repeat_of={"id": repeat.get("repeat_of", "?"), "status": "refused"} if repeat else None,
     )

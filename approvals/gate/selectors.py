@@ -97,6 +97,28 @@ def actions_stale_pending(*, created_before: datetime, limit: int = 1000) -> lis
     return [(str(pk), attempts) for pk, attempts in rows[:limit]]
 
 
+def proposal_of(
+    action: ProposedAction,
+    *,
+    now: datetime,
+    refused_repeat_of: dict[str, str] | None,
+    remembered: tuple[dict[str, Any], ...] = (),
+) -> policy.Proposal:
+    """A stored action as the policy engine takes it (evaluation, what-if replays)."""
+    return policy.Proposal(
+        sample_key=str(action.id),
+        action_type=action.action_type.name,
+        params=action.params,
+        confidence=action.confidence,
+        context=action.context,
+        agent={"name": action.agent.name},
+        trajectory=action.trajectory,
+        now=now,
+        refused_repeat_of=refused_repeat_of,
+        remembered=remembered,
+    )
+
+
 def remembered_approvals_for(action: ProposedAction, *, now: datetime | None = None) -> tuple[dict[str, Any], ...]:
     """Active remembered approvals that may cover ``action``: same agent, type and session."""
     session_id = action.context.get("session_id") if isinstance(action.context, dict) else None

@@ -264,14 +264,8 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
     try:
         decision = policy.policy_evaluate(
             selectors.compiled_policy_for(action.action_type),
-            policy.Proposal(
-                sample_key=str(action.id),
-                action_type=action.action_type.name,
-                params=action.params,
-                confidence=action.confidence,
-                context=action.context,
-                agent={"name": action.agent.name},
-                trajectory=action.trajectory,
+            selectors.proposal_of(
+                action,
                 now=timezone.now(),
                 refused_repeat_of=refused,
                 remembered=selectors.remembered_approvals_for(action),

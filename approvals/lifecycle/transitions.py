@@ -174,6 +174,8 @@ def transition_apply(
     values = dict(changes or {})
     if target is not None:
         values["status"] = target
+    if not values:
+        raise ValueError(f"{name} keeps the status and was given nothing to change")
     # One durable transaction: the change, its audit link and its announcement commit together,
     # and never inside a caller's transaction whose rollback would take them back after the push.
     with transaction.atomic(durable=True):
