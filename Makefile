@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	# Only for the Compose Spec JSON Schema it ships (tests/test_deploy.py); its code is never run.
+	# Only for the Compose Spec JSON Schema it ships (tests/ops/test_deploy.py); its code is never run.
 	$(PY) -m pip install --quiet --no-deps docker-compose==1.29.2
 	touch $@
 
@@ -64,7 +64,7 @@ bench: install
 	$(PY) bench/gate_bench.py $(ARGS)
 
 ## The soak of issue 7: 10 minutes at 20 proposals/s with a worker and reviewers; report in
-## bench/results/soak.md (`make soak ARGS="--seconds 60"` for a shorter one). tests/test_soak.py runs 30 s.
+## bench/results/soak.md (`make soak ARGS="--seconds 60"` for a shorter one). tests/ops/test_soak.py runs 30 s.
 soak: install
 	$(PY) bench/soak.py $(ARGS)
 

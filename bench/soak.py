@@ -9,7 +9,7 @@ Celery worker evaluating and reviewer threads deciding held actions over the API
     .venv/bin/python bench/soak.py [--seconds 600] [--rate 20] [--reviewers 2] [--report bench/results/soak.md]
 
 Its own database (GATE_BENCH_SOAK_DATABASE_URL, default gate_bench_soak) and Redis index
-(GATE_BENCH_SOAK_REDIS_URL, default db 7). ``run_soak`` is also called by tests/test_soak.py for a
+(GATE_BENCH_SOAK_REDIS_URL, default db 7). ``run_soak`` is also called by tests/ops/test_soak.py for a
 short version against the test database.
 """
 

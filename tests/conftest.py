@@ -149,7 +149,7 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_pat
     db_url = subprocess_database_url()
     node = f"test-{uuid.uuid4().hex[:8]}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    # JSON lines, as a deployed worker writes them (tests/test_observability.py reads them).
+    # JSON lines, as a deployed worker writes them (tests/ops/test_observability.py reads them).
     env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO", "GATE_LOG_FORMAT": "json"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(

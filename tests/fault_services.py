@@ -1,4 +1,4 @@
-"""Private services for fault-injection tests (tests/test_faults.py).
+"""Private services for fault-injection tests (tests/ops/test_faults.py).
 
 Each controller runs its own process on a spare loopback port, in a temporary directory, so that
 stopping, killing or freezing it harms nothing else on the machine: a ``redis-server``, a PostgreSQL

@@ -79,7 +79,7 @@ class AgentRateThrottle(BaseThrottle):
             allowed, retry_after = agent_rate_hit(agent)
         except RedisError:
             # A limit on load, not a safety check: with the cache down the request goes on (every
-            # action is still evaluated) rather than failing the agent (tests/test_faults.py).
+            # action is still evaluated) rather than failing the agent (tests/ops/test_faults.py).
             logger.warning("agent %s not rate-counted: the cache is unavailable", agent.pk, exc_info=True)
             return True
         if not allowed:

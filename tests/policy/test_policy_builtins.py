@@ -10,7 +10,7 @@ import pytest
 
 from approvals.policy import engine
 from approvals.policy.engine import AUTO_APPROVED, NEEDS_REVIEW, policy_evaluate
-from tests.test_policy_engine import policy, proposal
+from tests.policy.test_policy_engine import policy, proposal
 
 
 def call(tool: str, **args: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from tests.fault_services import GateStack, gate_stack, wait_for
-from tests.test_webhooks import Receiver
+from tests.integrations.test_webhooks import Receiver
 
 pytestmark = [pytest.mark.worker, pytest.mark.server]
 

@@ -19,7 +19,7 @@ from approvals.gate.policies import policies_import
 from tests.conftest import LOOKED_UP, TEST_POLICY, free_port, stop, wait_until_serving
 from tests.factories import AgentFactory, ReviewerFactory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.server

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from approvals.models import ProposedAction, Status
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_production_settings_have_no_bench_switch() -> None:

@@ -1,7 +1,7 @@
 """Bounds on what an agent sends (issue: hostile and bad input): each refused with a clear 400 (or
 413) JSON error before anything is stored, and real trajectories (tau-bench airline) well inside.
 
-tests/test_api_agent.py covers the basic malformed requests (not JSON, wrong types, unknown action
+tests/gate/test_api_agent.py covers the basic malformed requests (not JSON, wrong types, unknown action
 types, NaN, 1e400, NUL and surrogate escapes, the body size); this adds the configurable bounds
 (GATE_MAX_TRAJECTORY_STEPS, GATE_MAX_JSON_DEPTH, GATE_MAX_STRING_LENGTH), their edges, more
 encodings of the same faults, and a property test over arbitrary JSON bodies.
@@ -32,7 +32,7 @@ from tests.factories import ProposedActionFactory
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REFUND = {"action_type": "refund", "params": {"order_id": "A-1", "amount": 20}, "trajectory": LOOKED_UP}
 
 

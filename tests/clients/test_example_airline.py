@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tau_bench_airline"
 RUNS = ROOT.parent / "shared" / "eval" / "tau-bench-airline" / "gpt-4o-airline-trials-0-1.json"
 

@@ -8,7 +8,7 @@ import pytest
 from approvals.gate.policies import policies_import
 from tests.conftest import LOOKED_UP, TEST_POLICY
 from tests.factories import AgentFactory, UserFactory
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -23,7 +23,7 @@ from approvals.policy import (
 )
 
 STEP_KEYS = {"kind", "tool", "args", "result", "role", "content"}
-TAU_BENCH_RUNS = Path(__file__).parents[2] / "shared" / "eval" / "tau-bench-airline" / "gpt-4o-airline-trials-0-1.json"
+TAU_BENCH_RUNS = Path(__file__).parents[3] / "shared" / "eval" / "tau-bench-airline" / "gpt-4o-airline-trials-0-1.json"
 
 
 def openai(*messages: dict[str, Any]) -> dict[str, Any]:

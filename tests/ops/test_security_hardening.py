@@ -21,7 +21,7 @@ from approvals.gate.agents import agent_create
 from approvals.integrations.services import webhook_deliver
 from approvals.models import WebhookDelivery
 from tests.conftest import LOOKED_UP, uvicorn_server
-from tests.test_webhooks import Receiver
+from tests.integrations.test_webhooks import Receiver
 
 SECRET_KEY = "a-long-random-production-secret-key-0123456789-abcdefghijklmnopq"
 PASSWORD = "correct-horse-battery-staple-9"

@@ -22,7 +22,7 @@ from approvals.gate.policies import policies_import
 from approvals.models import AuditEvent, ProposedAction
 from tests.conftest import TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory, UserFactory
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
     pytest.skip(f"no Chromium at {CHROMIUM} (CI installs Debian's chromium)", allow_module_level=True)

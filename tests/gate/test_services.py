@@ -630,7 +630,7 @@ def test_agent_create_with_an_unknown_type_changes_nothing(policy_v1):
 
 
 def test_rotated_token_without_grace_replaces_the_old_one(policy_v1):
-    # Rotation with a grace period, revocation: tests/test_agent_tokens.py.
+    # Rotation with a grace period, revocation: tests/gate/test_agent_tokens.py.
     agent, old = agent_create(name="bot")
 
     new = agent_rotate_token(agent=agent, actor="test", grace_minutes=0)

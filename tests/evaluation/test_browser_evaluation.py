@@ -16,9 +16,9 @@ import pytest
 from approvals.evaluation import whatif
 from approvals.models import WhatIfRun
 from tests.conftest import TEST_POLICY
+from tests.evaluation.test_evaluation_pages import make_history
 from tests.factories import ReviewerFactory, UserFactory
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, shot
-from tests.test_evaluation_pages import make_history
+from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS, shot
 
 if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":
     pytest.skip(f"no Chromium at {CHROMIUM} (CI installs Debian's chromium)", allow_module_level=True)
