@@ -176,6 +176,11 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+# One (disabled, stateless) result backend for the process instead of one per thread: under ASGI
+# every request runs in a thread of its own, and Celery looked the backend up again for each one, a
+# scan of every installed package's entry points on every .delay(): ~45% of an ASGI web process's
+# CPU under load, and a third of the ingest rate of the README's server (bench/results/report.md).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_ACCEPT_CONTENT = ["json"]
