@@ -81,9 +81,11 @@ class Stack:
         migrate: bool = True,
         worker: bool = True,
         settings: str = "escalation_app.settings",
+        root: Path = ROOT,
     ) -> None:
         if web not in ("gunicorn", "uvicorn"):
             raise ValueError(f"web must be 'gunicorn' or 'uvicorn', not {web!r}")
+        self.root = root  # the checkout whose code runs (bench/compare_commits.py runs another's)
         self.database_url = database_url
         self.redis_url = redis_url
         self.web = web
@@ -184,7 +186,7 @@ class Stack:
     def _spawn(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
         with (self.log_dir / f"{name}.log").open("ab") as log:
             return subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def _start_worker(self) -> None:
@@ -258,7 +260,7 @@ class Stack:
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
-            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+            [PYTHON, "manage.py", *args], cwd=self.root, env=self.env, capture_output=True, text=True, check=False
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

@@ -55,6 +55,7 @@ def _proposal(action: ProposedAction) -> policy.Proposal:
     )
     return proposal_of(
         action,
+        agent_name=action.agent.name,
         now=action.evaluated_at or action.created_at,
         refused_repeat_of={"id": repeat.get("repeat_of", "?"), "status": "refused"} if repeat else None,
     )

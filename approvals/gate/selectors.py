@@ -4,13 +4,15 @@ store (a type's spec, its compiled policy, the whole document)."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from approvals import policy
+from approvals.gate import statements
 from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
 
 # --- actions ------------------------------------------------------------------------------------
@@ -46,48 +48,25 @@ def action_is_owned_by(agent: Agent, action_id: Any) -> bool:
 REPEAT_WINDOW = timedelta(hours=24)
 
 
-def _refused_repeats() -> QuerySet[ProposedAction]:
-    """Rejected or blocked proposals of the last 24 hours with the outer action's agent, type and
-    params (equal params, equal ``params_hash``), newest first: the built-in check of contract §5.
-    One definition for PostgreSQL and SQLite, answered by ``action_refused_idx``."""
-    return (
-        ProposedAction.objects.filter(
-            agent_id=OuterRef("agent_id"),
-            action_type_id=OuterRef("action_type_id"),
-            params_hash=OuterRef("params_hash"),
-            status__in=(Status.REJECTED, Status.BLOCKED),
-            created_at__gte=OuterRef("created_at") - REPEAT_WINDOW,
-        )
-        .exclude(pk=OuterRef("pk"))
-        .order_by("-created_at")
-    )
-
-
-def action_for_evaluation(action_id: str) -> ProposedAction | None:
-    """The pending action ``action_id`` with its agent, its type and, as ``refused_repeat_id`` and
-    ``refused_repeat_status``, the refused identical proposal the built-in check needs; None when it
-    is not pending. One query."""
-    repeats = _refused_repeats()
-    return (
-        ProposedAction.objects.filter(pk=action_id, status=Status.PENDING)
-        .select_related("agent", "action_type")
-        .defer("trajectory_raw")
-        .annotate(
-            refused_repeat_id=Subquery(repeats.values("id")[:1]),
-            refused_repeat_status=Subquery(repeats.values("status")[:1]),
-        )
-        .first()
-    )
+def action_for_evaluation(action_id: str, *, now: datetime) -> tuple[ProposedAction, str, dict[str, str] | None] | None:
+    """The pending action ``action_id`` with its type (read once per policy version), its agent's name
+    and the refused identical proposal of the last 24 hours the built-in check needs, as {"id",
+    "status"}; None when it is not pending. One statement (gate/statements.py)."""
+    action = statements.load_for_evaluation(action_id, refused_since=now - REPEAT_WINDOW)
+    if action is None:
+        return None
+    action.action_type = action_type_at_version(action.action_type_id, action.type_version)  # type: ignore[attr-defined]
+    refused = None
+    if action.refused_repeat:  # type: ignore[attr-defined]
+        status, refused_id = action.refused_repeat.split(" ", 1)  # type: ignore[attr-defined]
+        refused = {"id": str(uuid.UUID(refused_id)), "status": status}
+    return action, action.agent_name, refused  # type: ignore[attr-defined]
 
 
 def action_count_evaluation_attempt(action_id: str) -> bool:
     """Count an attempt at evaluating the pending action (committed at once: a worker killed midway
     counts too); False when it is not pending."""
-    return bool(
-        ProposedAction.objects.filter(pk=action_id, status=Status.PENDING).update(
-            evaluation_attempts=F("evaluation_attempts") + 1
-        )
-    )
+    return statements.count_evaluation_attempt(action_id)
 
 
 def actions_stale_pending(*, created_before: datetime, limit: int = 1000) -> list[tuple[str, int]]:
@@ -100,6 +79,7 @@ def actions_stale_pending(*, created_before: datetime, limit: int = 1000) -> lis
 def proposal_of(
     action: ProposedAction,
     *,
+    agent_name: str,
     now: datetime,
     refused_repeat_of: dict[str, str] | None,
     remembered: tuple[dict[str, Any], ...] = (),
@@ -111,7 +91,7 @@ def proposal_of(
         params=action.params,
         confidence=action.confidence,
         context=action.context,
-        agent={"name": action.agent.name},
+        agent={"name": agent_name},
         trajectory=action.trajectory,
         now=now,
         refused_repeat_of=refused_repeat_of,
@@ -152,6 +132,24 @@ def remembered_approvals_for(action: ProposedAction, *, now: datetime | None = N
 
 _compiled_lock = threading.Lock()
 _compiled: dict[tuple[int, int], policy.CompiledPolicy] = {}
+_types: dict[tuple[int, int], ActionType] = {}
+
+
+def action_type_at_version(pk: int, version: int) -> ActionType:
+    """The action type ``pk`` as it stood at policy ``version``, read once per version per process.
+
+    Every change of a type (import, admin, applied thresholds) gives it a new ``policy_version`` in
+    the transaction that makes it, so a (pk, version) pair names one content, as for the compiled
+    policy below. The instance is shared: read it, never change it.
+    """
+    found = _types.get((pk, version))
+    if found is None:
+        found = ActionType.objects.get(pk=pk)
+        with _compiled_lock:
+            for stale in [k for k in _types if k[0] == pk]:
+                del _types[stale]
+            _types[(pk, found.policy_version)] = found
+    return found
 
 
 def action_type_spec(action_type: ActionType) -> policy.ActionTypeSpec:

@@ -205,7 +205,7 @@ def _apply_decision(
     def record_decision(applied: Applied) -> None:
         if final:
             verdict = Verdict.APPROVE if decision.status == policy.AUTO_APPROVED else Verdict.REJECT
-            Decision.objects.create(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision))
+            statements.insert(Decision(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision)))
 
     audit_data: dict[str, Any] = {
         "risk_score": decision.risk_score,
@@ -247,26 +247,28 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
     Database errors propagate, so that the task is retried; any other fault holds the action.
     """
     started = time.perf_counter()
+    now = timezone.now()
     counted = selectors.action_count_evaluation_attempt(action_id)
-    action = selectors.action_for_evaluation(action_id) if counted else None
-    if action is None:  # decided already (a repeated delivery), cancelled, or unknown
+    loaded = selectors.action_for_evaluation(action_id, now=now) if counted else None
+    if loaded is None:  # decided already (a repeated delivery), cancelled, or unknown
         return selectors.actions_visible_to(None).filter(pk=action_id).first()
-    gate_logging.bind_action(action)
+    action, agent_name, refused = loaded
+    gate_logging.bind(action_id=action.pk, agent=agent_name)
     attempts = action.evaluation_attempts
     if attempts > settings.GATE_MAX_EVALUATION_ATTEMPTS:
         error = f"evaluation did not finish in {attempts - 1} attempts"
         decision = policy.evaluation_error_decision(error, policy_version=action.action_type.policy_version)
         _apply_decision(action, decision, cause=Cause.SYSTEM)
         return action
-    refused = None
-    if action.refused_repeat_id is not None and action.action_type.builtin_checks:  # type: ignore[attr-defined]
-        refused = {"id": str(action.refused_repeat_id), "status": action.refused_repeat_status}  # type: ignore[attr-defined]
+    if not action.action_type.builtin_checks:
+        refused = None
     try:
         decision = policy.policy_evaluate(
             selectors.compiled_policy_for(action.action_type),
             selectors.proposal_of(
                 action,
-                now=timezone.now(),
+                agent_name=agent_name,
+                now=now,
                 refused_repeat_of=refused,
                 remembered=selectors.remembered_approvals_for(action),
             ),

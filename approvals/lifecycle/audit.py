@@ -21,12 +21,14 @@ def audit_record(
     to_status: str = "",
     data: dict[str, Any] | None = None,
     new_chain: bool = False,
+    row_locked: bool = False,
 ) -> AuditEvent:
     """Append an event to its hash chain; call it inside the transaction that makes the change.
 
-    The chain is the action's, or the gate chain. Its writers are serialised by a transaction-scoped
-    advisory lock (PostgreSQL; SQLite transactions are serial), held until the caller's transaction
-    ends, so chains of different actions never wait on each other.
+    The chain is the action's, or the gate chain. Its writers are serialised until the caller's
+    transaction ends, by the action's row lock (``row_locked``: the caller holds it already, as a
+    transition does) or, for the gate chain, an advisory lock; chains of different actions never
+    wait on each other.
 
     ``new_chain``: the caller created ``action`` in this very transaction, so its chain is empty and
     nobody else can write to it yet: the first link needs neither the lock nor a look at the chain
@@ -34,7 +36,11 @@ def audit_record(
     """
     chain = audit_chain.chain_of(action.pk if action is not None else None)
     with transaction.atomic(savepoint=False):
-        last = None if new_chain else statements.lock_chain_and_read_last_link(chain)
+        last = None
+        if not new_chain:
+            last = statements.lock_chain_and_read_last_link(
+                chain, action_id=action.pk if action is not None else None, row_locked=row_locked
+            )
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit_chain.GENESIS)
         record = AuditEvent(
             action=action,
@@ -49,7 +55,7 @@ def audit_record(
             prev_hash=prev_hash,
         )
         record.hash = audit_chain.event_hash(record, prev_hash)
-        record.save(force_insert=True)
+        statements.insert(record)
     return record
 
 

@@ -1,7 +1,8 @@
-"""The SQL the lifecycle sends itself, where the ORM has no form for it: the guarded UPDATE …
-RETURNING that applies a transition, and the audit chain's advisory lock. Everything else is the
-ORM's: a hand-written INSERT of the rows a transition writes measured within the noise of the ORM's
-(bench/write_path.py, README "Performance"), so the ORM writes them.
+"""The SQL the lifecycle sends itself: where the ORM has no form for it (the guarded UPDATE …
+RETURNING that applies a transition, the audit chain's advisory lock), and the INSERT of the rows
+every transition writes (its audit link, its outbox row, an evaluation's decision), which the ORM
+compiles anew each time: on the worker's path after every evaluation that cost more than 10% of its
+CPU per decision (py-spy of ``celery worker -c 1`` draining a backlog; README "Performance").
 
 Identifiers come from model metadata, never from input; every value is a query parameter, prepared
 by the model's own field (``get_db_prep_save`` / ``get_db_prep_value``), so that JSON, dates and
@@ -17,7 +18,7 @@ from typing import Any
 from django.db import connection, models
 
 from approvals.lifecycle import audit_chain
-from approvals.models import AuditEvent
+from approvals.models import AuditEvent, ProposedAction
 
 
 def _quote(name: str) -> str:
@@ -83,14 +84,47 @@ def update_returning(
     return tuple(row) if row is not None else None
 
 
-def lock_chain_and_read_last_link(chain: str) -> tuple[int, str] | None:
-    """Take the chain's transaction-scoped advisory lock (PostgreSQL; SQLite transactions are serial),
-    then read its last link as (seq, hash); None for an empty chain. Two statements, in this order:
-    under READ COMMITTED a statement sees what committed before it began, so the read must begin
-    after the lock is held."""
+def insert(instance: models.Model) -> None:
+    """INSERT a new model instance as ``instance.save(force_insert=True)`` would: each field's
+    ``pre_save`` (defaults already set by the constructor, ``auto_now_add``), the key from RETURNING
+    when the database assigns it; no signals (the gate connects none to these models)."""
+    opts = instance._meta
+    key = opts.pk
+    assert key is not None
+    database_keyed = isinstance(key, models.AutoField)
+    fields = [f for f in opts.concrete_fields if not (f is key and database_keyed)]
+    columns = ", ".join(_quote(f.column) for f in fields)
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(params))}) "  # noqa: S608
+            f"RETURNING {_quote(key.column)}",
+            params,
+        )
+        if database_keyed:
+            instance.pk = cursor.fetchone()[0]
+
+
+def lock_chain_and_read_last_link(
+    chain: str, *, action_id: Any = None, row_locked: bool = False
+) -> tuple[int, str] | None:
+    """Serialise the chain's writers, then read its last link as (seq, hash); None for an empty chain.
+
+    An action's chain is written only by whoever holds the action's row lock: a transition holds it
+    already (its guarded UPDATE took it: ``row_locked``), any other writer takes it here. The gate
+    chain, which has no row, takes a transaction-scoped advisory lock. SQLite transactions are
+    serial and lock nothing. The read comes after the lock, in a statement of its own: under READ
+    COMMITTED a statement sees what committed before it began.
+    """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [audit_chain.advisory_key(chain)])
+            if action_id is None:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [audit_chain.advisory_key(chain)])
+            elif not row_locked:
+                cursor.execute(
+                    f"SELECT 1 FROM {_quote(ProposedAction._meta.db_table)} WHERE id = %s FOR UPDATE",  # noqa: S608
+                    [_field(ProposedAction, "id").get_db_prep_value(action_id, connection)],
+                )
         cursor.execute(
             f"SELECT seq, hash FROM {_quote(AuditEvent._meta.db_table)} "  # noqa: S608
             "WHERE chain = %s ORDER BY seq DESC LIMIT 1",

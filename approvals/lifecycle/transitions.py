@@ -198,6 +198,7 @@ def transition_apply(
             from_status=applied.from_status,
             to_status=applied.to_status,
             data=applied.audit_data,
+            row_locked=True,  # by the guarded UPDATE above
         )
         payload = dict(announce or {})
         if transition.webhook_event and callback_url:

@@ -1,0 +1,89 @@
+"""The SQL of an evaluation's reads, written out: the worker's busiest path.
+
+Built with the ORM, counting an attempt and loading the action with its agent, its type's version and
+the built-in repeat check cost a third of a worker's CPU per decision, most of it compiling the
+queries anew each time (py-spy of ``celery worker -c 1`` draining a backlog; README "Performance").
+These two statements say the same, portably (PostgreSQL and SQLite run the same text), through the
+public raw-SQL API: identifiers from model metadata, every value a parameter prepared by its field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connection
+
+from approvals.models import ActionType, Agent, ProposedAction, Status
+
+
+def _table(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _column(model: Any, name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+def _key(action_id: Any) -> Any:
+    key = ProposedAction._meta.pk
+    assert key is not None
+    return key.get_db_prep_value(action_id, connection)
+
+
+@cache
+def _count_sql() -> str:
+    attempts, key, status = (_column(ProposedAction, n) for n in ("evaluation_attempts", "id", "status"))
+    return (
+        f"UPDATE {_table(ProposedAction)} SET {attempts} = {attempts} + 1 "  # noqa: S608
+        f"WHERE {key} = %s AND {status} = %s"
+    )
+
+
+def count_evaluation_attempt(action_id: str) -> bool:
+    """Count an attempt at evaluating the pending action ``action_id`` (committed at once: a worker
+    killed midway counts too); False when it is not pending."""
+    with connection.cursor() as cursor:
+        cursor.execute(_count_sql(), [_key(action_id), Status.PENDING])
+        return cursor.rowcount == 1
+
+
+@cache
+def _load_sql() -> str:
+    action, agent, action_type = _table(ProposedAction), _table(Agent), _table(ActionType)
+    columns = ", ".join(
+        f"a.{connection.ops.quote_name(f.column)}"
+        for f in ProposedAction._meta.concrete_fields
+        if f.name != "trajectory_raw"  # evaluating never reads it; the model loads it if asked
+    )
+    c = {n: _column(ProposedAction, n) for n in ("id", "agent", "action_type", "params_hash", "status", "created_at")}
+    return f"""
+        SELECT {columns}, g.{_column(Agent, "name")} AS agent_name,
+            t.{_column(ActionType, "policy_version")} AS type_version,
+            (SELECT r.{c["status"]} || ' ' || r.{c["id"]} FROM {action} r
+                WHERE r.{c["agent"]} = a.{c["agent"]} AND r.{c["action_type"]} = a.{c["action_type"]}
+                AND r.{c["params_hash"]} = a.{c["params_hash"]} AND r.{c["status"]} IN (%s, %s)
+                AND r.{c["created_at"]} >= %s AND r.{c["id"]} <> a.{c["id"]}
+                ORDER BY r.{c["created_at"]} DESC LIMIT 1) AS refused_repeat
+        FROM {action} a
+        JOIN {agent} g ON g.{_column(Agent, "id")} = a.{c["agent"]}
+        JOIN {action_type} t ON t.{_column(ActionType, "id")} = a.{c["action_type"]}
+        WHERE a.{c["id"]} = %s AND a.{c["status"]} = %s
+    """  # noqa: S608
+
+
+def load_for_evaluation(action_id: str, *, refused_since: datetime) -> ProposedAction | None:
+    """The pending action ``action_id``, annotated with ``agent_name``, ``type_version`` (its type's
+    policy version now) and ``refused_repeat`` ("<status> <id>" of the newest proposal of the same
+    agent and type with equal params, rejected or blocked since ``refused_since``: the built-in
+    check of contract §5, answered by ``action_refused_idx``), or None when it is not pending."""
+    created_at = ProposedAction._meta.get_field("created_at")
+    params = [
+        Status.REJECTED,
+        Status.BLOCKED,
+        created_at.get_db_prep_value(refused_since, connection),
+        _key(action_id),
+        Status.PENDING,
+    ]
+    return next(iter(ProposedAction.objects.raw(_load_sql(), params)), None)
