@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue bench-sweep bench-metrics bench soak
+.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue bench-sweep bench-metrics bench bench-compare soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -61,7 +61,14 @@ bench: install
 	$(PY) bench/policy_eval.py $(if $(findstring --quick,$(ARGS)),--seconds 1,)
 	$(PY) bench/queue_page.py $(if $(findstring --quick,$(ARGS)),--runs 10,)
 	$(PY) bench/eval_sweep.py $(if $(findstring --quick,$(ARGS)),--runs 2,)
+	$(PY) bench/write_path.py $(if $(findstring --quick,$(ARGS)),--rounds 2,)
 	$(PY) bench/gate_bench.py $(ARGS)
+
+## This checkout against another commit (default: the one before issue 14), both run as the README
+## says: `make bench-compare ARGS="--base REV"`. Report in bench/results/compare_commits.md
+bench-compare: install
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk || { echo "needs Debian's wrk: apt-get install wrk"; exit 1; }
+	$(PY) bench/compare_commits.py $(ARGS)
 
 ## The soak of issue 7: 10 minutes at 20 proposals/s with a worker and reviewers; report in
 ## bench/results/soak.md (`make soak ARGS="--seconds 60"` for a shorter one). tests/ops/test_soak.py runs 30 s.

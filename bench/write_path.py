@@ -8,9 +8,9 @@ pool as deployed, no broker: the evaluation is called directly): ``action_evalua
 proposals (~1 KB, a 5-step trajectory), timed as CPU of this process per evaluation and as wall time,
 in alternating rounds of two variants of the same code:
 
-- as shipped: the attempt counted and the action loaded by two written-out statements (agent name,
-  type version and the built-in repeat check in the same SELECT), the decision, audit link and
-  outbox row inserted by ``lifecycle.statements.insert``;
+- as shipped: the attempt counted and the action loaded by one written-out statement (agent name,
+  type version and the built-in repeat check in it), the decision, audit link and outbox row
+  inserted by ``lifecycle.statements.insert``;
 - the ORM: the same reads as querysets (``select_related``, the repeat check as a ``Subquery``),
   the same rows saved with ``Model.save(force_insert=True)``.
 
@@ -76,11 +76,10 @@ def main() -> None:
     agent = Agent.objects.filter(name="bench-write").first() or agent_create(name="bench-write")[0]
     refund = ActionType.objects.get(name="refund")
 
-    def orm_count(action_id: str) -> bool:
-        pending = ProposedAction.objects.filter(pk=action_id, status=Status.PENDING)
-        return bool(pending.update(evaluation_attempts=F("evaluation_attempts") + 1))
-
     def orm_load(action_id: str, *, now: datetime) -> tuple[ProposedAction, str, dict[str, str] | None] | None:
+        pending = ProposedAction.objects.filter(pk=action_id, status=Status.PENDING)
+        if not pending.update(evaluation_attempts=F("evaluation_attempts") + 1):
+            return None
         repeats = (
             ProposedAction.objects.filter(
                 agent_id=OuterRef("agent_id"),
@@ -107,8 +106,8 @@ def main() -> None:
     def orm_insert(instance: models.Model) -> None:
         instance.save(force_insert=True)
 
-    shipped = (selectors.action_count_evaluation_attempt, selectors.action_for_evaluation, statements.insert)
-    variants: dict[str, tuple[Any, Any, Any]] = {"as shipped": shipped, "ORM": (orm_count, orm_load, orm_insert)}
+    shipped = (selectors.action_for_evaluation, statements.insert)
+    variants: dict[str, tuple[Any, Any]] = {"as shipped": shipped, "ORM": (orm_load, orm_insert)}
 
     def pending_actions(count: int) -> list[str]:
         ids = []
@@ -133,9 +132,7 @@ def main() -> None:
     for round_index in range(args.rounds):
         for name in list(variants) if round_index % 2 == 0 else list(reversed(variants)):
             ids = pending_actions(args.actions)
-            count, load, insert = variants[name]
-            selectors.action_count_evaluation_attempt, selectors.action_for_evaluation = count, load
-            statements.insert = insert  # type: ignore[assignment]
+            selectors.action_for_evaluation, statements.insert = variants[name]  # type: ignore[assignment]
             try:
                 cpu_started, wall_started = time.process_time(), time.perf_counter()
                 for action_id in ids:

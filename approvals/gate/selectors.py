@@ -49,10 +49,11 @@ REPEAT_WINDOW = timedelta(hours=24)
 
 
 def action_for_evaluation(action_id: str, *, now: datetime) -> tuple[ProposedAction, str, dict[str, str] | None] | None:
-    """The pending action ``action_id`` with its type (read once per policy version), its agent's name
-    and the refused identical proposal of the last 24 hours the built-in check needs, as {"id",
-    "status"}; None when it is not pending. One statement (gate/statements.py)."""
-    action = statements.load_for_evaluation(action_id, refused_since=now - REPEAT_WINDOW)
+    """Count an attempt at evaluating the pending action ``action_id`` (committed at once: a worker
+    killed midway counts too) and read it with its type (read once per policy version), its agent's
+    name and the refused identical proposal of the last 24 hours the built-in check needs, as {"id",
+    "status"}; None when it is not pending. One statement on PostgreSQL (gate/statements.py)."""
+    action = statements.count_and_load_for_evaluation(action_id, refused_since=now - REPEAT_WINDOW)
     if action is None:
         return None
     action.action_type = action_type_at_version(action.action_type_id, action.type_version)  # type: ignore[attr-defined]
@@ -61,12 +62,6 @@ def action_for_evaluation(action_id: str, *, now: datetime) -> tuple[ProposedAct
         status, refused_id = action.refused_repeat.split(" ", 1)  # type: ignore[attr-defined]
         refused = {"id": str(uuid.UUID(refused_id)), "status": status}
     return action, action.agent_name, refused  # type: ignore[attr-defined]
-
-
-def action_count_evaluation_attempt(action_id: str) -> bool:
-    """Count an attempt at evaluating the pending action (committed at once: a worker killed midway
-    counts too); False when it is not pending."""
-    return statements.count_evaluation_attempt(action_id)
 
 
 def actions_stale_pending(*, created_before: datetime, limit: int = 1000) -> list[tuple[str, int]]:

@@ -248,8 +248,7 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
     """
     started = time.perf_counter()
     now = timezone.now()
-    counted = selectors.action_count_evaluation_attempt(action_id)
-    loaded = selectors.action_for_evaluation(action_id, now=now) if counted else None
+    loaded = selectors.action_for_evaluation(action_id, now=now)
     if loaded is None:  # decided already (a repeated delivery), cancelled, or unknown
         return selectors.actions_visible_to(None).filter(pk=action_id).first()
     action, agent_name, refused = loaded

@@ -50,40 +50,54 @@ def count_evaluation_attempt(action_id: str) -> bool:
 
 
 @cache
-def _load_sql() -> str:
+def _load_sql(counted: bool) -> str:
+    """The pending action with its agent's name, its type's version and the repeat check. With
+    ``counted`` (PostgreSQL), the attempt is counted in the same statement: the action is read from a
+    data-modifying CTE; SQLite has none, and counts first (``count_evaluation_attempt``)."""
     action, agent, action_type = _table(ProposedAction), _table(Agent), _table(ActionType)
-    columns = ", ".join(
-        f"a.{connection.ops.quote_name(f.column)}"
-        for f in ProposedAction._meta.concrete_fields
-        if f.name != "trajectory_raw"  # evaluating never reads it; the model loads it if asked
-    )
+    all_columns = [f.column for f in ProposedAction._meta.concrete_fields if f.name != "trajectory_raw"]
+    columns = ", ".join(f"a.{connection.ops.quote_name(c)}" for c in all_columns)
     c = {n: _column(ProposedAction, n) for n in ("id", "agent", "action_type", "params_hash", "status", "created_at")}
-    return f"""
-        SELECT {columns}, g.{_column(Agent, "name")} AS agent_name,
-            t.{_column(ActionType, "policy_version")} AS type_version,
-            (SELECT r.{c["status"]} || ' ' || r.{c["id"]} FROM {action} r
+    attempts = _column(ProposedAction, "evaluation_attempts")
+    # The built-in repeat check (contract §5), one definition for both databases.
+    repeat = f"""(SELECT r.{c["status"]} || ' ' || r.{c["id"]} FROM {action} r
                 WHERE r.{c["agent"]} = a.{c["agent"]} AND r.{c["action_type"]} = a.{c["action_type"]}
                 AND r.{c["params_hash"]} = a.{c["params_hash"]} AND r.{c["status"]} IN (%s, %s)
                 AND r.{c["created_at"]} >= %s AND r.{c["id"]} <> a.{c["id"]}
-                ORDER BY r.{c["created_at"]} DESC LIMIT 1) AS refused_repeat
-        FROM {action} a
+                ORDER BY r.{c["created_at"]} DESC LIMIT 1)"""  # noqa: S608
+    source, prefix = action, ""
+    if counted:
+        returned = ", ".join(connection.ops.quote_name(c) for c in all_columns)
+        where = f"{c['id']} = %s AND {c['status']} = %s"
+        update = f"UPDATE {action} SET {attempts} = {attempts} + 1 WHERE {where} RETURNING {returned}"  # noqa: S608
+        source, prefix = "counted", f"WITH counted AS ({update})"
+    return f"""{prefix}
+        SELECT {columns}, g.{_column(Agent, "name")} AS agent_name,
+            t.{_column(ActionType, "policy_version")} AS type_version, {repeat} AS refused_repeat
+        FROM {source} a
         JOIN {agent} g ON g.{_column(Agent, "id")} = a.{c["agent"]}
         JOIN {action_type} t ON t.{_column(ActionType, "id")} = a.{c["action_type"]}
         WHERE a.{c["id"]} = %s AND a.{c["status"]} = %s
     """  # noqa: S608
 
 
-def load_for_evaluation(action_id: str, *, refused_since: datetime) -> ProposedAction | None:
-    """The pending action ``action_id``, annotated with ``agent_name``, ``type_version`` (its type's
+def count_and_load_for_evaluation(action_id: str, *, refused_since: datetime) -> ProposedAction | None:
+    """Count an attempt at evaluating the pending action ``action_id`` (committed at once: a worker
+    killed midway counts too) and read it, annotated with ``agent_name``, ``type_version`` (its type's
     policy version now) and ``refused_repeat`` ("<status> <id>" of the newest proposal of the same
-    agent and type with equal params, rejected or blocked since ``refused_since``: the built-in
-    check of contract §5, answered by ``action_refused_idx``), or None when it is not pending."""
+    agent and type with equal params, rejected or blocked since ``refused_since``, answered by
+    ``action_refused_idx``); None when it is not pending. One statement on PostgreSQL, two on SQLite."""
     created_at = ProposedAction._meta.get_field("created_at")
-    params = [
+    key = _key(action_id)
+    counted = connection.vendor == "postgresql"
+    if not counted and not count_evaluation_attempt(action_id):
+        return None
+    params = [  # in the order of their placeholders: the count, the repeat check, the action
+        *([key, Status.PENDING] if counted else []),
         Status.REJECTED,
         Status.BLOCKED,
         created_at.get_db_prep_value(refused_since, connection),
-        _key(action_id),
+        key,
         Status.PENDING,
     ]
-    return next(iter(ProposedAction.objects.raw(_load_sql(), params)), None)
+    return next(iter(ProposedAction.objects.raw(_load_sql(counted), params)), None)
