@@ -14,11 +14,14 @@ is safe to repeat:
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from approvals.lifecycle import events, statements
@@ -33,13 +36,20 @@ def outbox_write(*, action_id: str, event: str, status: str, payload: dict[str, 
     dispatched once that transaction commits (and by the sweep, should that never happen)."""
     row = OutboxEvent(action_id=action_id, event=event, status=status, payload=payload, created_at=timezone.now())
     statements.insert(row)
-    transaction.on_commit(lambda: outbox_dispatch([row]))
+    transaction.on_commit(lambda: outbox_dispatch([row], mark_later=bool(settings.REDIS_URL)))
     return row
 
 
-def outbox_dispatch(rows: list[OutboxEvent]) -> int:
-    """Fan ``rows`` out, then mark them dispatched; returns how many this call marked. Never
-    raises: a row whose fan-out failed stays undispatched for the sweep."""
+def outbox_dispatch(rows: list[OutboxEvent], *, mark_later: bool = False) -> int:
+    """Fan ``rows`` out and mark them dispatched; returns how many this call dispatched first. Never
+    raises: a row whose fan-out failed stays undispatched for the sweep.
+
+    ``mark_later`` (the dispatch on commit, in the deployed stack): the marks are written by a thread
+    of this process, a batch at a time, so that the worker that decided goes on to the next action
+    at once; its metrics are recorded now. Otherwise (the sweep, the embedded demo) each row is marked
+    here, and only the rows this call marked have their metrics recorded, so that two sweeps never
+    count one twice.
+    """
     done: list[OutboxEvent] = []
     for row in rows:
         try:
@@ -50,6 +60,11 @@ def outbox_dispatch(rows: list[OutboxEvent]) -> int:
             done.append(row)
     if not done:
         return 0
+    if mark_later:
+        for row in done:
+            _record_metrics(row)
+        _marks.add([row.pk for row in done])
+        return len(done)
     try:
         marked = _mark_dispatched([row.pk for row in done])
     except Exception:
@@ -59,6 +74,65 @@ def outbox_dispatch(rows: list[OutboxEvent]) -> int:
         if row.pk in marked:
             _record_metrics(row)
     return len(marked)
+
+
+class _Marks:
+    """This process's dispatched rows waiting for their mark, written by a daemon thread of its own
+    (started lazily, once per process: a forked child starts its own) every ``DELAY`` seconds. A
+    process that dies first leaves its last batch unmarked: the sweep dispatches those rows again,
+    which every fan-out allows (their metrics may then count twice)."""
+
+    DELAY = 0.05
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._ids: list[int] = []
+        self._wake = threading.Event()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock, self._pid, self._ids, self._wake = threading.Lock(), 0, [], threading.Event()
+
+    def add(self, ids: list[int]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, args=(self._pid,), name="gate-outbox-marks", daemon=True).start()
+            self._ids.extend(ids)
+        self._wake.set()
+
+    def flush(self) -> int:
+        """Write the waiting marks now, in the calling thread; how many rows it marked."""
+        with self._lock:
+            ids, self._ids = self._ids, []
+            self._wake.clear()
+        if not ids:
+            return 0
+        try:
+            return len(_mark_dispatched(ids))
+        except Exception:
+            logger.warning(
+                "could not mark %d outbox events dispatched; the sweep repeats them", len(ids), exc_info=True
+            )
+            return 0
+
+    def _run(self, pid: int) -> None:
+        while self._pid == pid:
+            self._wake.wait()
+            time.sleep(self.DELAY)  # a batch: the rows dispatched meanwhile wait for it
+            try:
+                self.flush()
+            finally:
+                connection.close()  # back to the pool between batches
+
+
+_marks = _Marks()
+
+
+def outbox_flush_marks() -> int:
+    """Write this process's waiting marks now (tests, and a process about to stop)."""
+    return _marks.flush()
 
 
 def _fan_out(row: OutboxEvent) -> None:
@@ -74,21 +148,17 @@ def _fan_out(row: OutboxEvent) -> None:
 
 
 def _mark_dispatched(ids: list[int]) -> set[int]:
-    """Mark the rows not marked yet; the ids this call marked (another dispatcher may have). One
-    statement a row (a transition dispatches one row, the sweep a few at a time), written out: on
-    the worker's path after every decision, where the ORM's compiling cost showed (README)."""
-    now = timezone.now()
-    marked = set()
-    for pk in ids:
-        row = statements.update_returning(
-            OutboxEvent,
-            {"dispatched_at": now},
-            [statements.equals(OutboxEvent, "id", pk), statements.is_null(OutboxEvent, "dispatched_at")],
-            ["id"],
-        )
-        if row is not None:
-            marked.add(int(row[0]))
-    return marked
+    """Mark the rows not marked yet, in one statement; the ids this call marked (another dispatcher
+    may have marked some)."""
+    if not ids:
+        return set()
+    rows = statements.update_returning_all(
+        OutboxEvent,
+        {"dispatched_at": timezone.now()},
+        [statements.one_of(OutboxEvent, "id", ids), statements.is_null(OutboxEvent, "dispatched_at")],
+        ["id"],
+    )
+    return {int(row[0]) for row in rows}
 
 
 def _record_metrics(row: OutboxEvent) -> None:

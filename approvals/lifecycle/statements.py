@@ -63,11 +63,10 @@ def either(*conditions: Condition) -> Condition:
     return Condition("(" + " OR ".join(c.sql for c in conditions) + ")", tuple(p for c in conditions for p in c.params))
 
 
-def update_returning(
+def update_returning_all(
     model: type[models.Model], values: Mapping[str, Any], where: Sequence[Condition], returning: Sequence[str]
-) -> tuple[Any, ...] | None:
-    """``UPDATE model SET values WHERE every condition RETURNING returning`` (raw column values);
-    the returned row, or None when no row matched. Meant for one row, chosen by its key."""
+) -> list[tuple[Any, ...]]:
+    """``UPDATE model SET values WHERE every condition RETURNING returning``: the rows it changed."""
     assignments, params = [], []
     for name, value in values.items():
         field = _field(model, name)
@@ -80,8 +79,15 @@ def update_returning(
             f"WHERE {' AND '.join(c.sql for c in where)} RETURNING {columns}",
             [*params, *(p for c in where for p in c.params)],
         )
-        row = cursor.fetchone()
-    return tuple(row) if row is not None else None
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def update_returning(
+    model: type[models.Model], values: Mapping[str, Any], where: Sequence[Condition], returning: Sequence[str]
+) -> tuple[Any, ...] | None:
+    """The same for one row, chosen by its key: the row, or None when it did not match."""
+    rows = update_returning_all(model, values, where, returning)
+    return rows[0] if rows else None
 
 
 def insert(instance: models.Model) -> None:

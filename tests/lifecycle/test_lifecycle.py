@@ -5,6 +5,7 @@ racing; and the outbox's dispatch (once per row for metrics, repeatable for the 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -202,6 +203,9 @@ def test_the_outbox_is_dispatched_on_commit_and_metrics_count_once(monkeypatch: 
     message = pubsub.get_message(timeout=2)
     assert message is not None
     assert message["data"] == b"rejected"
+    assert recorded == ["reject"]
+    # the mark is written by the process's marking thread, in batches
+    outbox.outbox_flush_marks()
     row = OutboxEvent.objects.get(action=action)
     assert row.dispatched_at is not None
     assert recorded == ["reject"]
@@ -216,7 +220,7 @@ def test_the_outbox_is_dispatched_on_commit_and_metrics_count_once(monkeypatch: 
 def test_the_sweep_dispatches_what_a_commit_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     action = ProposedActionFactory(status=Status.NEEDS_REVIEW, callback_url="https://hooks.example/gate")
     queued: list[int] = []
-    monkeypatch.setattr(outbox, "outbox_dispatch", lambda rows: 0)  # the process "died" after its commit
+    monkeypatch.setattr(outbox, "outbox_dispatch", lambda rows, **_: 0)  # the process "died" after its commit
     transition_apply("expire", action_id=str(action.pk), cause=Cause.DEADLINE, actor="system")
     monkeypatch.undo()
     row = OutboxEvent.objects.get(action=action)
@@ -246,3 +250,15 @@ def test_old_dispatched_rows_are_pruned_and_undispatched_ones_kept() -> None:
     assert outbox.outbox_prune(older_than=timezone.timedelta(hours=24)) == 1
     assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {waiting.pk, fresh.pk}
     assert not OutboxEvent.objects.filter(pk=done.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_marks_of_dispatched_rows_are_written_by_the_process_thread() -> None:
+    actions = [ProposedActionFactory(status=Status.NEEDS_REVIEW) for _ in range(3)]
+    for action in actions:
+        transition_apply("decide", action_id=str(action.pk), cause=Cause.REVIEWER, actor="x", to=Status.APPROVED)
+    deadline = time.monotonic() + 5
+    while OutboxEvent.objects.filter(dispatched_at__isnull=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert OutboxEvent.objects.filter(action__in=actions, dispatched_at__isnull=False).count() == 3
+    assert outbox.outbox_sweep(older_than=timezone.timedelta(0)) == 0

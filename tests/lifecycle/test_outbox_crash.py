@@ -43,7 +43,7 @@ DECIDE_AND_DIE = textwrap.dedent(
     from approvals.lifecycle import outbox
     from approvals.review.services import action_decide
 
-    outbox.outbox_dispatch = lambda rows: os.kill(os.getpid(), signal.SIGKILL)
+    outbox.outbox_dispatch = lambda rows, **_: os.kill(os.getpid(), signal.SIGKILL)
     reviewer, _ = User.objects.get_or_create(username="lead", defaults={"is_superuser": True})
     action_decide(action_id=sys.argv[1], user=reviewer, verdict="approve", reason="crash test")
     print("survived the commit: the hook did not run")
