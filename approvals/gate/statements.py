@@ -2,9 +2,11 @@
 
 Built with the ORM, counting an attempt and loading the action with its agent, its type's version and
 the built-in repeat check cost a third of a worker's CPU per decision, most of it compiling the
-queries anew each time (py-spy of ``celery worker -c 1`` draining a backlog; README "Performance").
-These two statements say the same, portably (PostgreSQL and SQLite run the same text), through the
-public raw-SQL API: identifiers from model metadata, every value a parameter prepared by its field.
+queries anew each time (py-spy of ``celery worker -c 1`` draining a backlog; ``bench/write_path.py``;
+README "Performance"). Here they are one statement on PostgreSQL (the count in a data-modifying CTE)
+and two on SQLite, which has none; the SELECT and its repeat check are the same text for both. Run
+through the public raw-SQL API: identifiers from model metadata, every value a parameter prepared by
+its field.
 """
 
 from __future__ import annotations
