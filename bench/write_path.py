@@ -41,16 +41,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
 os.environ.setdefault("GATE_LOG_LEVEL", "WARNING")
 
 import django  # noqa: E402
-import psycopg  # noqa: E402
 
+from bench.stack import ensure_database  # noqa: E402
 from bench.workload import REFUND_TYPE, small_body  # noqa: E402
-
-
-def ensure_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
-            conn.execute(f'create database "{name}"')
 
 
 def main() -> None:
@@ -140,7 +133,7 @@ def main() -> None:
                 cpu[name].append((time.process_time() - cpu_started) * 1000 / args.actions)
                 wall[name].append((time.perf_counter() - wall_started) * 1000 / args.actions)
             finally:
-                selectors.action_count_evaluation_attempt, selectors.action_for_evaluation, statements.insert = shipped  # type: ignore[assignment]
+                selectors.action_for_evaluation, statements.insert = shipped  # type: ignore[assignment]
             assert not ProposedAction.objects.filter(pk__in=ids, status=Status.PENDING).exists()
 
     base = statistics.median(cpu["as shipped"])
