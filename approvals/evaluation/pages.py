@@ -27,6 +27,7 @@ from approvals import policy
 from approvals.api.permissions import reviewer_required
 from approvals.evaluation import figures, rules, selectors, stats, sweep
 from approvals.evaluation.services import whatif_start
+from approvals.gate import selectors as gate_selectors
 from approvals.gate.policies import action_type_apply_thresholds
 from approvals.gate.selectors import policy_document_current
 from approvals.lifecycle.audit import actor_of_user
@@ -228,7 +229,7 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
     agents = figures.agent_activity(since=scope["since"], until=scope["until"])
     if filters["agent"]:
         agents = [a for a in agents if a["agent"] == filters["agent"]]
-    names = selectors.action_type_names()
+    names = gate_selectors.action_type_names()
     sweep_type = _sweep_type(request, filters, names)
     sweep_result = sweep.threshold_sweep(sweep_type) if sweep_type else None
     rule_rows = rules.rule_health(sweep_type) if sweep_type else []
@@ -257,7 +258,7 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         "windows": [(key, label) for key, (label, _) in WINDOWS.items()],
         "window_label": WINDOWS[filters["window"]][0],
         "action_types": names,
-        "agent_names": selectors.agent_names(),
+        "agent_names": gate_selectors.agent_names(),
         "overall": _row("overall", overall),
         "audit": overall.get("audit") or {},
         "audit_bound": pct((overall.get("audit") or {}).get("unsafe_rate_upper_95")),

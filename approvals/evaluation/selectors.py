@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from approvals.models import ActionType, Agent, Mode, ProposedAction, WhatIfRun
+from approvals.models import ActionType, Mode, ProposedAction, WhatIfRun
 
 RECENT_WHATIF_RUNS = 10
 
@@ -20,11 +20,6 @@ RECENT_WHATIF_RUNS = 10
 def action_types() -> QuerySet[ActionType]:
     """Every action type (what the thresholds form may name)."""
     return ActionType.objects.all()
-
-
-def action_type_names() -> list[str]:
-    """The names of every action type, alphabetically."""
-    return list(ActionType.objects.order_by("name").values_list("name", flat=True))
 
 
 def first_gated_action_type_name() -> str | None:
@@ -38,11 +33,6 @@ def action_type_named(name: str) -> ActionType | None:
 
 def action_type_exists(name: str) -> bool:
     return ActionType.objects.filter(name=name).exists()
-
-
-def agent_names() -> QuerySet[Agent, str]:
-    """The names of every agent, alphabetically (read when iterated)."""
-    return Agent.objects.order_by("name").values_list("name", flat=True)
 
 
 # --- ground truth -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from django.db import transaction
 from approvals.errors import ActionConflict
 from approvals.lifecycle import outbox, statements
 from approvals.lifecycle.audit import audit_record
-from approvals.models import OutboxEvent, ProposedAction, Status, WebhookDelivery
+from approvals.models import ProposedAction, Status, WebhookDelivery
 
 
 class Cause(enum.StrEnum):
@@ -134,15 +134,14 @@ _REFUSED = {
 
 @dataclass
 class Applied:
-    """What a transition did; ``values`` holds the columns it set (the caller's instance can take them)."""
+    """What a transition did: the action, the status it left and the one it reached, and what its
+    audit link records."""
 
     transition: Transition
     action_id: str
     from_status: str
     to_status: str
-    values: dict[str, Any]
     audit_data: dict[str, Any] = field(default_factory=dict)
-    outbox_event: OutboxEvent | None = None
 
 
 def transition_apply(
@@ -187,7 +186,7 @@ def transition_apply(
             in_source = current in transition.sources
             raise TransitionRefused(transition, current, refusal(current) if refusal and in_source else "")
         from_status, callback_url = matched
-        applied = Applied(transition, str(action_id), from_status, target or from_status, values)
+        applied = Applied(transition, str(action_id), from_status, target or from_status)
         applied.audit_data = dict(audit_data or {})
         if effects is not None:
             applied.audit_data.update(effects(applied) or {})
@@ -203,7 +202,7 @@ def transition_apply(
         payload = dict(announce or {})
         if transition.webhook_event and callback_url:
             payload["webhook_delivery"] = _webhook_delivery(applied.action_id, transition.webhook_event, callback_url)
-        applied.outbox_event = outbox.outbox_write(
+        outbox.outbox_write(
             action_id=applied.action_id, event=transition.audit_event, status=applied.to_status, payload=payload
         )
     return applied
