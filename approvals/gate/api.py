@@ -138,9 +138,11 @@ class ActionCancelView(APIView):
         request=None, responses={200: ActionSerializer, 404: ERROR, 409: ERROR}, summary="Withdraw an action"
     )
     def post(self, request: Request, action_id: UUID) -> Response:
-        agent = request_agent(request)
-        _shown(request, action_id)  # another agent's action does not exist for this one
-        return Response(action_representation(services.action_cancel(action_id=str(action_id), agent=agent)))
+        try:  # another agent's action does not exist for this one
+            action = services.action_cancel(action_id=str(action_id), agent=request_agent(request))
+        except ProposedAction.DoesNotExist:
+            raise Http404("No such action.") from None
+        return Response(action_representation(action))
 
 
 class ActionOutcomeView(APIView):
@@ -154,7 +156,10 @@ class ActionOutcomeView(APIView):
     def post(self, request: Request, action_id: UUID) -> Response:
         serializer = OutcomeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        agent = request_agent(request)
-        _shown(request, action_id)
-        action = services.action_report_outcome(action_id=str(action_id), agent=agent, **serializer.validated_data)
+        try:
+            action = services.action_report_outcome(
+                action_id=str(action_id), agent=request_agent(request), **serializer.validated_data
+            )
+        except ProposedAction.DoesNotExist:
+            raise Http404("No such action.") from None
         return Response(action_representation(action))

@@ -37,8 +37,9 @@ def action_status(action_id: Any) -> str | None:
 
 
 def action_owned_by(agent: Agent, action_id: Any) -> ProposedAction:
-    """The agent's own action ``action_id`` (another's does not exist for it: DoesNotExist)."""
-    return actions_visible_to(agent).get(pk=action_id)
+    """The agent's own action ``action_id``, flagged ``has_labels`` (another's does not exist for it:
+    DoesNotExist)."""
+    return actions_shown_to(agent).get(pk=action_id)
 
 
 def action_is_owned_by(agent: Agent, action_id: Any) -> bool:

@@ -186,10 +186,11 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
 def review_claim(request: HttpRequest, action_id: UUID) -> JsonResponse:
     """Claim a held action for a few minutes (advisory: it never blocks a decision). Answers who
     holds it now, so that the page can say when someone else does."""
-    if not selectors.action_exists(action_id):
-        raise Http404("No such action.")
     reviewer = request_reviewer(request)
-    action = services.action_claim(action_id=str(action_id), user=reviewer)
+    try:
+        action = services.action_claim(action_id=str(action_id), user=reviewer)
+    except ProposedAction.DoesNotExist:
+        raise Http404("No such action.") from None
     holder = selectors.claim_holder(action)
     return JsonResponse(
         {
