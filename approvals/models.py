@@ -68,6 +68,10 @@ class ActionType(models.Model):
     builtin_checks = models.BooleanField(default=True)
     review_sla_minutes = models.PositiveIntegerField(null=True, blank=True)
     expire_after_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # Evidence the gate gathers itself (contract §6.1), as the policy file writes them.
+    lookups = models.JSONField(default=list, blank=True)
+    history = models.JSONField(default=list, blank=True)
+    identity_params = models.JSONField(null=True, blank=True)
     # The gate-wide policy version at which this type's policy was last set.
     policy_version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -196,6 +200,9 @@ class ProposedAction(models.Model):
     reached_thresholds = models.BooleanField(default=False)
     # and the ground truth: the latest explicit label, else a reviewer's approve (safe) or reject.
     ground_truth = models.CharField(max_length=10, choices=LabelValue.choices, null=True, blank=True)  # noqa: DJ001
+    # What the gate saw itself when it evaluated the action (contract §6.1): each lookup's URL,
+    # answer and timing, and each history aggregate's value.
+    evidence = models.JSONField(default=dict, blank=True)
     # The reviewer's remembered approval that let this action through, if one did.
     remembered_approval = models.ForeignKey(
         "RememberedApproval",
@@ -265,6 +272,8 @@ class ProposedAction(models.Model):
                 condition=Q(ground_truth__isnull=False),
                 name="action_labelled_idx",
             ),
+            # History aggregates (contract §6.1): a type's actions in a time window.
+            models.Index(fields=["action_type", "-created_at"], name="action_type_recent_idx"),
             # The built-in check for repeats of refused proposals: equal params are equal hashes.
             models.Index(
                 fields=["agent", "action_type", "params_hash", "-created_at"],
@@ -300,6 +309,9 @@ class RememberedApproval(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Why it stopped without a reviewer revoking it: it lapsed (contract §6.1) when an action it
+    # covered, or the one it came from, was reported as not executed.
+    lapsed_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -239,6 +239,11 @@ GATE_EVALUATION_BUDGET_MS = env_int("GATE_EVALUATION_BUDGET_MS", 500)
 GATE_WEBHOOK_ALLOW_PRIVATE = env_bool("GATE_WEBHOOK_ALLOW_PRIVATE")
 # Hosts that may be called even when they resolve to a private address (comma-separated).
 GATE_WEBHOOK_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]
+# Lookups (contract §6.1): the same address guard as webhooks, with settings of their own; an
+# answer larger than GATE_LOOKUP_MAX_BYTES is an error (the action is held).
+GATE_LOOKUP_ALLOW_PRIVATE = env_bool("GATE_LOOKUP_ALLOW_PRIVATE")
+GATE_LOOKUP_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_LOOKUP_ALLOWED_HOSTS", "").split(",") if h.strip()]
+GATE_LOOKUP_MAX_BYTES = env_int("GATE_LOOKUP_MAX_BYTES", 1024 * 1024)
 GATE_WEBHOOK_MAX_ATTEMPTS = env_int("GATE_WEBHOOK_MAX_ATTEMPTS", 8)
 GATE_WEBHOOK_BACKOFF_SECONDS = env_int("GATE_WEBHOOK_BACKOFF_SECONDS", 2)
 # An evaluation is tried this many times (crashes and kills included) before the action is held.

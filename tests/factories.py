@@ -7,6 +7,7 @@ from typing import Any
 import factory
 from django.contrib.auth.models import Group, Permission, User
 
+from approvals.gate.services import params_hash
 from approvals.models import ActionType, Agent, ProposedAction, Rule
 
 REFUND_SCHEMA = {
@@ -88,4 +89,5 @@ class ProposedActionFactory(factory.django.DjangoModelFactory):
     agent = factory.SubFactory(AgentFactory)
     action_type = factory.SubFactory(ActionTypeFactory)
     params = factory.LazyFunction(dict)
+    params_hash = factory.LazyAttribute(lambda o: params_hash(o.params))
     request_fingerprint = factory.Sequence(lambda n: f"{n:064d}")

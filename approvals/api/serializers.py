@@ -238,6 +238,9 @@ class RememberedApprovalSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     revoked_at = serializers.DateTimeField(allow_null=True)
     revoked_by = serializers.CharField(allow_null=True)
+    lapsed_reason = serializers.CharField(
+        help_text="Set when it lapsed: an action it covered, or its own, was reported as not executed"
+    )
     applied_to = serializers.IntegerField(help_text="How many actions it auto-approved")
 
     def to_representation(self, instance: RememberedApproval) -> dict[str, Any]:

@@ -103,5 +103,6 @@ def remembered_approval_representation(
         "expires_at": _iso(remembered.expires_at),
         "revoked_at": _iso(remembered.revoked_at),
         "revoked_by": remembered.revoked_by.get_username() if remembered.revoked_by else None,
+        "lapsed_reason": remembered.lapsed_reason,
         "applied_to": applied_to,
     }

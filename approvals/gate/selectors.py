@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from approvals import policy
@@ -95,6 +95,14 @@ def proposal_of(
     )
 
 
+def remembered_approvals_to_lapse(action_id: str) -> list[int]:
+    """The active remembered approvals made from ``action_id`` or that approved it."""
+    rows = RememberedApproval.objects.filter(
+        Q(source_action_id=action_id) | Q(applied_to__id=action_id), revoked_at__isnull=True
+    )
+    return sorted(set(rows.values_list("pk", flat=True)))
+
+
 def remembered_approvals_for(action: ProposedAction, *, now: datetime | None = None) -> tuple[dict[str, Any], ...]:
     """Active remembered approvals that may cover ``action``: same agent, type and session."""
     session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
@@ -170,6 +178,7 @@ def action_type_spec(action_type: ActionType) -> policy.ActionTypeSpec:
         review_sla_minutes=action_type.review_sla_minutes,
         expire_after_minutes=action_type.expire_after_minutes,
         rules=rules,
+        **policy.evidence_fields(action_type.lookups, action_type.history, action_type.identity_params),
     )
 
 

@@ -18,11 +18,12 @@ from django.utils import timezone
 
 from approvals import policy
 from approvals.errors import IdempotencyConflict, NotPermitted
+from approvals.evidence.services import evidence_gather
 from approvals.gate import agents, selectors
 from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_agent, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
-from approvals.models import ActionType, Agent, Decision, ProposedAction, Status, Verdict
+from approvals.models import ActionType, Agent, Decision, ProposedAction, RememberedApproval, Status, Verdict
 from approvals.ops import logging as gate_logging
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,12 @@ def _finite_amount(action: ProposedAction) -> float | None:
 
 
 def _apply_decision(
-    action: ProposedAction, decision: policy.Decision, *, cause: Cause, started: float | None = None
+    action: ProposedAction,
+    decision: policy.Decision,
+    *,
+    cause: Cause,
+    started: float | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> bool:
     """Move a pending action to the decision's status; False when it is no longer pending."""
     now = timezone.now()
@@ -195,6 +201,8 @@ def _apply_decision(
         "evaluated_at": now,
         "decided_at": now if final else None,
     }
+    if evidence is not None:
+        changes["evidence"] = evidence
     if decision.status == policy.NEEDS_REVIEW:
         changes["sla_deadline"] = now + timedelta(minutes=spec.review_sla_minutes) if spec.review_sla_minutes else None
         changes["expires_at"] = (
@@ -261,24 +269,24 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
         return action
     if not action.action_type.builtin_checks:
         refused = None
+    evidence: dict[str, Any] = {}
     try:
-        decision = policy.policy_evaluate(
-            selectors.compiled_policy_for(action.action_type),
-            selectors.proposal_of(
-                action,
-                agent_name=agent_name,
-                now=now,
-                refused_repeat_of=refused,
-                remembered=selectors.remembered_approvals_for(action),
-            ),
-            budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000,
+        compiled = selectors.compiled_policy_for(action.action_type)
+        proposal = selectors.proposal_of(
+            action,
+            agent_name=agent_name,
+            now=now,
+            refused_repeat_of=refused,
+            remembered=selectors.remembered_approvals_for(action),
         )
+        proposal, evidence = evidence_gather(compiled, proposal, action, now=now)
+        decision = policy.policy_evaluate(compiled, proposal, budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000)
     except DatabaseError:
         raise
     except Exception as exc:
         logger.exception("evaluation of action %s failed", action_id)
         decision = policy.evaluation_error_decision(exc, policy_version=action.action_type.policy_version)
-    if _apply_decision(action, decision, cause=Cause.POLICY, started=started):
+    if _apply_decision(action, decision, cause=Cause.POLICY, started=started, evidence=evidence):
         logger.info(
             "evaluated: %s",
             decision.status,
@@ -318,6 +326,19 @@ def action_cancel(*, action_id: str, agent: Agent) -> ProposedAction:
     return selectors.action_owned_by(agent, action_id)
 
 
+def _remembered_lapse(action_id: str) -> dict[str, Any] | None:
+    """Contract §6.1: a remembered approval lapses once an action it covered, or the one it came
+    from, is reported as not executed: "yes, and the same again" must not keep approving calls the
+    world refuses. Inside the outcome's transition (its audit link lists them)."""
+    lapsed = selectors.remembered_approvals_to_lapse(action_id)
+    if not lapsed:
+        return None
+    RememberedApproval.objects.filter(pk__in=lapsed, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), lapsed_reason=f"action {action_id} was reported as not executed"
+    )
+    return {"lapsed_remembered_approvals": lapsed}
+
+
 def action_report_outcome(
     *, action_id: str, agent: Agent, executed: bool, result: Any = None, error: str = ""
 ) -> ProposedAction:
@@ -338,5 +359,6 @@ def action_report_outcome(
         guard=[statements.equals(ProposedAction, "agent", agent.pk), statements.is_null(ProposedAction, "outcome_at")],
         refusal=lambda status: "the outcome of this action was already reported",
         audit_data={"executed": executed, "error": error},
+        effects=None if executed else lambda applied: _remembered_lapse(applied.action_id),
     )
     return selectors.action_owned_by(agent, action_id)

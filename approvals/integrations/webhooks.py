@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
+
+from approvals.integrations import addresses
+from approvals.integrations.addresses import address_is_public
+
+__all__ = ["WebhookRefused", "address_is_public", "literal_target_refusal", "post", "resolve_target", "sign", "verify"]
 
 SIGNATURE_HEADER = "X-Gate-Signature"
 EVENT_HEADER = "X-Gate-Event"
@@ -57,79 +59,38 @@ def _allowed_hosts() -> set[str]:
     return {h.strip().lower() for h in getattr(settings, "GATE_WEBHOOK_ALLOWED_HOSTS", []) if h.strip()}
 
 
-def address_is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local or ip.is_loopback)
-
-
 def literal_target_refusal(url: str) -> str | None:
     """Why a callback URL is refused on its face (an IP literal or ``localhost`` that may not be
     called), without resolving anything; None when only delivery can tell."""
-    host = (urlsplit(url).hostname or "").lower()
-    if settings.GATE_WEBHOOK_ALLOW_PRIVATE or host in _allowed_hosts():
-        return None
-    try:
-        private = not address_is_public(host)
-    except ValueError:  # a name, not an address
-        private = host == "localhost" or host.endswith(".localhost")
-    if private:
-        return (
-            f"{host} is a private, loopback or reserved address; webhooks to it are refused unless "
-            "GATE_WEBHOOK_ALLOW_PRIVATE=1 or the host is in GATE_WEBHOOK_ALLOWED_HOSTS"
-        )
-    return None
+    return addresses.literal_refusal(
+        url, allow_private=settings.GATE_WEBHOOK_ALLOW_PRIVATE, allowed_hosts=_allowed_hosts(), what="webhooks"
+    )
 
 
 def resolve_target(url: str) -> tuple[str, list[str], int]:
-    """(host, the addresses to connect to, port) for a callback URL, or WebhookRefused.
-
-    Every address the host resolves to must be public, unless GATE_WEBHOOK_ALLOW_PRIVATE is set
-    or the host is in GATE_WEBHOOK_ALLOWED_HOSTS. Nothing is sent to any address here.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookRefused(f"not an http(s) URL: {url!r}")
-    host = parts.hostname
+    """(host, the addresses to connect to, port) for a callback URL, or WebhookRefused (the
+    address guard: approvals.integrations.addresses, with the GATE_WEBHOOK_* settings)."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise WebhookRefused(f"bad port in {url!r}") from exc
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise WebhookRefused(f"cannot resolve {host!r}: {exc}") from exc
-    addresses = [str(info[4][0]) for info in infos]
-    if not addresses:
-        raise WebhookRefused(f"{host!r} resolves to no address")
-    if not (settings.GATE_WEBHOOK_ALLOW_PRIVATE or host.lower() in _allowed_hosts()):
-        private = [a for a in addresses if not address_is_public(a)]
-        if private:
-            raise WebhookRefused(
-                f"{host!r} resolves to a private, loopback or reserved address ({', '.join(sorted(set(private)))}); "
-                "set GATE_WEBHOOK_ALLOW_PRIVATE=1 or list the host in GATE_WEBHOOK_ALLOWED_HOSTS to allow it"
-            )
-    return host, addresses, port
+        return addresses.resolve(
+            url, allow_private=settings.GATE_WEBHOOK_ALLOW_PRIVATE, allowed_hosts=_allowed_hosts(), what="webhooks"
+        )
+    except addresses.AddressRefused as exc:
+        raise WebhookRefused(str(exc)) from exc
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> Response:
     """POST ``body`` to ``url`` through the address checked by resolve_target; no redirects."""
-    host, addresses, port = resolve_target(url)
-    parts = urlsplit(url)
-    default_port = 443 if parts.scheme == "https" else 80
-    host_header = host if port == default_port else f"{host}:{port}"
+    host, resolved, port = resolve_target(url)
     last_error: Exception | None = None
     with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
-        for address in dict.fromkeys(addresses):  # each checked address once, in resolver order
-            netloc_address = f"[{address}]" if ":" in address else address
-            pinned = urlunsplit((parts.scheme, f"{netloc_address}:{port}", parts.path or "/", parts.query, ""))
+        for address in dict.fromkeys(resolved):  # each checked address once, in resolver order
+            pinned, host_headers, extensions = addresses.pinned(url, host, address, port)
             try:
                 response = client.post(
                     pinned,
                     content=body,
-                    headers={**headers, "Host": host_header, "Content-Type": "application/json"},
-                    extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+                    headers={**headers, **host_headers, "Content-Type": "application/json"},
+                    extensions=extensions,
                 )
             except httpx.ConnectError as exc:
                 last_error = exc

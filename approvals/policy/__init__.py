@@ -14,7 +14,9 @@ from approvals.policy.engine import (
     failed_checks,
     policy_evaluate,
 )
+from approvals.policy.evidence import EvidenceError, HistorySpec, LookupSpec, evidence_fields
 from approvals.policy.spec import (
+    EVIDENCE_FIELDS,
     ActionTypeSpec,
     PolicyError,
     RuleSpec,
@@ -29,10 +31,14 @@ from approvals.policy.trajectory import TrajectoryError, normalize_trajectory
 __all__ = [
     "AUTO_APPROVED",
     "BLOCKED",
+    "EVIDENCE_FIELDS",
     "NEEDS_REVIEW",
     "ActionTypeSpec",
     "CompiledPolicy",
     "Decision",
+    "EvidenceError",
+    "HistorySpec",
+    "LookupSpec",
     "PolicyError",
     "Proposal",
     "RuleSpec",
@@ -44,6 +50,7 @@ __all__ = [
     "check_json_schema",
     "compile_policy",
     "evaluation_error_decision",
+    "evidence_fields",
     "failed_checks",
     "normalize_trajectory",
     "parse_action_type",

@@ -6,10 +6,8 @@ it holds the action for a human.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +15,10 @@ from typing import Any
 import cel
 import jsonschema_rs
 
+from approvals.policy import language
+from approvals.policy.builtins import builtin_findings
+from approvals.policy.evidence import UrlTemplate, compile_url
+from approvals.policy.findings import finding as _finding
 from approvals.policy.spec import ActionTypeSpec, RuleSpec
 
 # Wall-clock budget of one evaluation's rules. A compiled CEL call cannot be interrupted, so the
@@ -25,11 +27,12 @@ DEFAULT_TIME_BUDGET_SECONDS = 0.5
 # Checked before any rule runs, so that no single CEL call can be handed an unbounded input.
 MAX_TRAJECTORY_STEPS = 1000
 MAX_TRAJECTORY_BYTES = 1024 * 1024
-# Built-in check: the same tool call this many times among the last LOOP_WINDOW calls.
-LOOP_WINDOW = 10
-LOOP_REPEATS = 3
 
-RULE_VARIABLES = frozenset({"params", "action_type", "confidence", "context", "agent", "now", "trajectory"})
+RULE_VARIABLES = frozenset(
+    {"params", "action_type", "confidence", "context", "agent", "now", "trajectory", "lookups", "history"}
+)
+# What a lookup URL or a history match may read: the proposal, never another lookup's answer.
+PROPOSAL_VARIABLES = RULE_VARIABLES - {"lookups", "history"}
 
 AUTO_APPROVED = "auto_approved"
 NEEDS_REVIEW = "needs_review"
@@ -53,6 +56,12 @@ class CompiledPolicy:
     variables: frozenset[str] = frozenset(RULE_VARIABLES)
     # Every rule as one list expression (cel.Program), evaluated in a single call; None: one by one.
     combined: Any = None
+    # Each lookup's URL template, compiled (approvals.policy.evidence.UrlTemplate), in lookups order.
+    lookup_urls: tuple[UrlTemplate, ...] = ()
+    # Each history aggregate's match expressions, compiled: ({stored path: cel.Program}, ...).
+    history_matches: tuple[dict[str, Any], ...] = ()
+    # The proposal variables the lookup URLs and history matches refer to.
+    evidence_variables: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,13 @@ class Proposal:
     # Reviewers' remembered approvals that may cover this proposal (same agent, type and session,
     # still active), found by the caller: ({"id", "failed": [check names], "by", "expires_at"}, ...).
     remembered: tuple[dict, ...] = ()
+    # Evidence the caller gathered (contract §6.1): each lookup's parsed answer (None when it
+    # failed), each history aggregate's value, the findings of those that failed (errors: held),
+    # and an action of this agent with the same effect already approved ({"id", "status"}) or None.
+    lookups: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    evidence_findings: tuple[dict, ...] = ()
+    executed_repeat_of: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,9 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     rules = tuple(CompiledRule(spec=rule, program=cel.compile(rule.require)) for rule in spec.rules)
     referenced = {name for rule in rules for name in rule.program.variables()}
     combined = cel.compile("[" + ", ".join(f"({rule.require}\n)" for rule in spec.rules) + "]") if rules else None
+    lookup_urls = tuple(compile_url(lookup.url) for lookup in spec.lookups)
+    history_matches = tuple({stored: cel.compile(text) for stored, text in h.match.items()} for h in spec.history)
+    programs = [p for url in lookup_urls for p in url.programs()] + [p for m in history_matches for p in m.values()]
     return CompiledPolicy(
         spec=spec,
         version=version,
@@ -100,6 +119,9 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
         rules=rules,
         variables=frozenset(RULE_VARIABLES & referenced),
         combined=combined,
+        lookup_urls=lookup_urls,
+        history_matches=history_matches,
+        evidence_variables=frozenset(PROPOSAL_VARIABLES & {name for p in programs for name in p.variables()}),
     )
 
 
@@ -107,10 +129,6 @@ def params_validator(schema: dict) -> jsonschema_rs.Draft202012Validator:
     """The compiled (Rust) validator of a params schema: about 60 times faster than the Python one.
     Offline: a remote $ref is an error, never a request."""
     return jsonschema_rs.Draft202012Validator(schema, offline=True)
-
-
-def _finding(rule: str, outcome: str, effect: str, message: str, **extra: Any) -> dict:
-    return {"rule": rule, "outcome": outcome, "effect": effect, "message": message, **extra}
 
 
 def schema_findings(policy: CompiledPolicy, params: Any) -> list[dict]:
@@ -131,8 +149,10 @@ def schema_findings(policy: CompiledPolicy, params: Any) -> list[dict]:
     ]
 
 
-def rule_context(policy: CompiledPolicy, proposal: Proposal) -> cel.Context:
-    # Built once per action and shared by every rule: converting a long trajectory is the costly part.
+def rule_context(policy: CompiledPolicy, proposal: Proposal, variables: frozenset[str] | None = None) -> cel.Context:
+    """The CEL context of ``variables`` (default: those the policy's rules refer to) with the gate's
+    functions. Built once per action and shared by every rule: converting a long trajectory is the
+    costly part."""
     values = {
         "params": proposal.params,
         "action_type": proposal.action_type,
@@ -141,8 +161,13 @@ def rule_context(policy: CompiledPolicy, proposal: Proposal) -> cel.Context:
         "agent": proposal.agent,
         "now": proposal.now,
         "trajectory": proposal.trajectory,
+        "lookups": proposal.lookups,
+        "history": proposal.history,
     }
-    return cel.Context({name: value for name, value in values.items() if name in policy.variables})
+    wanted = policy.variables if variables is None else variables
+    context = cel.Context({name: value for name, value in values.items() if name in wanted})
+    language.register(context)
+    return context
 
 
 def _rule_finding(spec: RuleSpec, result: Any) -> dict:
@@ -251,56 +276,6 @@ def limit_findings(proposal: Proposal) -> list[dict]:
     return []
 
 
-def _call_key(step: dict) -> str:
-    return step["tool"] + json.dumps(step["args"], sort_keys=True, default=str)
-
-
-def builtin_findings(proposal: Proposal) -> list[dict]:
-    """The gate's own checks (contract §5 builtin_checks): repeats of refused proposals, loops."""
-    findings: list[dict] = []
-    refused = proposal.refused_repeat_of
-    if refused:
-        findings.append(
-            _finding(
-                "repeat_of_refused",
-                "fail",
-                "review",
-                f"identical to proposal {refused['id']} of the last 24 hours, which was {refused['status']}",
-                repeat_of=refused["id"],
-            )
-        )
-    else:
-        findings.append(
-            _finding("repeat_of_refused", "pass", "none", "not a repeat of a proposal refused in the last 24 hours")
-        )
-    calls = [step for step in proposal.trajectory if step["kind"] == "tool_call"][-LOOP_WINDOW:]
-    # Count by tool name first: serialising arguments is needed only for a tool seen often enough.
-    frequent = {tool for tool, n in Counter(s["tool"] for s in calls).items() if n >= LOOP_REPEATS}
-    keys = Counter(_call_key(s) for s in calls if s["tool"] in frequent)
-    repeated = [(key, n) for key, n in keys.most_common(1) if n >= LOOP_REPEATS]
-    if repeated:
-        tool = next(s["tool"] for s in calls if s["tool"] in frequent and _call_key(s) == repeated[0][0])
-        findings.append(
-            _finding(
-                "looping_trajectory",
-                "fail",
-                "review",
-                f"the same call to {tool} appears {repeated[0][1]} times in the last {len(calls)} tool calls: "
-                "activity without progress",
-            )
-        )
-    else:
-        findings.append(
-            _finding(
-                "looping_trajectory",
-                "pass",
-                "none",
-                f"no call repeated {LOOP_REPEATS} times in the last {LOOP_WINDOW} tool calls",
-            )
-        )
-    return findings
-
-
 def amount_at(params: Any, path: str) -> Any:
     """The value at a dotted path of params (list indexes as digits), or None."""
     value = params
@@ -386,9 +361,10 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
         findings.append(_finding("mode", "fail", "block", "this action type is blocked by policy (mode: block)"))
         return done(BLOCKED, None)
 
-    evaluated = limit_findings(proposal) or rule_findings(policy, proposal, budget_seconds=budget_seconds)
+    evaluated = list(proposal.evidence_findings)
+    evaluated.extend(limit_findings(proposal) or rule_findings(policy, proposal, budget_seconds=budget_seconds))
     if spec.builtin_checks:
-        evaluated.extend(builtin_findings(proposal))
+        evaluated.extend(builtin_findings(proposal, identity_params=spec.identity_params))
     findings.extend(evaluated)
 
     # 3. a failed block rule

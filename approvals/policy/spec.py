@@ -8,18 +8,29 @@ is saved.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import cel
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from approvals.policy.evidence import (
+    HistorySpec,
+    LookupSpec,
+    parse_history,
+    parse_identity_params,
+    parse_lookups,
+)
+from approvals.policy.expressions import (
+    NAME_PATTERN,
+    check_cel_expression,
+)
+
 FORMAT_VERSION = 1
 MODES = ("gate", "review", "block")
 ON_FAIL = ("review", "block", "risk")
+MAX_RULES = 200
 # Findings the engine itself writes; a rule may not take one of these names.
 RESERVED_RULE_NAMES = frozenset(
     {
@@ -31,28 +42,10 @@ RESERVED_RULE_NAMES = frozenset(
         "amount",
         "evaluation",
         "repeat_of_refused",
+        "repeat_of_executed",
         "looping_trajectory",
     }
 )
-# Bounds on a rule, checked at import and in the admin, so that no rule can run away: a CEL call
-# cannot be interrupted once it runs (the evaluation budget can only report it afterwards, and the
-# task's hard time limit ends it). Each comprehension nested in one over the trajectory multiplies
-# the work by its length: two levels over 1,000 steps are a million iterations (about 1.6 s), three
-# would be a billion. Real policies nest the trajectory once (tau-bench airline) and other
-# comprehensions up to 11 deep, mostly over one-element lists used as variables.
-MAX_EXPRESSION_CHARS = 4000
-MAX_TRAJECTORY_NESTING = 2
-MAX_COMPREHENSION_NESTING = 16
-MAX_RULES = 200
-COMPREHENSIONS = ("all", "exists", "exists_one", "map", "filter")
-# CEL string and bytes literals (raw or not, triple-quoted or not), so that their text is not read
-# as code.
-_CEL_STRING = re.compile(
-    r"'''.*?'''" r'|""".*?"""' r"|'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"',
-    re.DOTALL,
-)
-_CALL_OR_PAREN = re.compile(r"(\btrajectory\s*)?\.\s*(?:" + "|".join(COMPREHENSIONS) + r")\s*\(|[()]")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
 
 class PolicyError(ValueError):
@@ -90,15 +83,34 @@ class ActionTypeSpec:
     review_sla_minutes: int | None = None
     expire_after_minutes: int | None = None
     rules: tuple[RuleSpec, ...] = field(default_factory=tuple)
+    # Evidence the gate gathers itself (contract §6.1; approvals.policy.evidence).
+    lookups: tuple[LookupSpec, ...] = field(default_factory=tuple)
+    history: tuple[HistorySpec, ...] = field(default_factory=tuple)
+    identity_params: tuple[str, ...] | None = None
 
     def to_document(self) -> dict[str, Any]:
-        """The action type as it stands in a policy file (export_policies)."""
+        """The action type as it stands in a policy file (export_policies); the evidence fields only
+        when set, so that a policy without them exports as it always did."""
         data = asdict(self)
         data["rules"] = [asdict(rule) for rule in self.rules]
+        for name in EVIDENCE_FIELDS:
+            del data[name]
+        data.update(self.evidence_document())
+        return data
+
+    def evidence_document(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.lookups:
+            data["lookups"] = [asdict(lookup) for lookup in self.lookups]
+        if self.history:
+            data["history"] = [{**asdict(h), "statuses": list(h.statuses)} for h in self.history]
+        if self.identity_params is not None:
+            data["identity_params"] = list(self.identity_params)
         return data
 
 
 ACTION_TYPE_FIELDS = {f for f in ActionTypeSpec.__dataclass_fields__}
+EVIDENCE_FIELDS = ("lookups", "history", "identity_params")
 RULE_FIELDS = {f for f in RuleSpec.__dataclass_fields__}
 
 
@@ -182,56 +194,6 @@ def check_json_schema(schema: Any) -> str | None:
     return None
 
 
-def check_cel_expression(expression: Any) -> str | None:
-    """The reason a rule expression does not compile as CEL, or None."""
-    if not isinstance(expression, str) or not expression.strip():
-        return "must be a non-empty CEL expression"
-    if len(expression) > MAX_EXPRESSION_CHARS:
-        return f"is longer than {MAX_EXPRESSION_CHARS} characters"
-    try:
-        cel.compile(expression)
-    except Exception as exc:  # the binding raises ValueError, and others for some inputs
-        return f"invalid CEL: {exc}"
-    over_trajectory, nested = comprehension_nesting(expression)
-    if over_trajectory > MAX_TRAJECTORY_NESTING:
-        return (
-            f"nests comprehensions over the trajectory {over_trajectory} deep; at most {MAX_TRAJECTORY_NESTING} "
-            "levels are allowed, since each one multiplies the work by the trajectory's length"
-        )
-    if nested > MAX_COMPREHENSION_NESTING:
-        return (
-            f"nests comprehensions ({', '.join(COMPREHENSIONS)}) {nested} deep; "
-            f"at most {MAX_COMPREHENSION_NESTING} levels are allowed"
-        )
-    return None
-
-
-def comprehension_nesting(expression: str) -> tuple[int, int]:
-    """How deeply a CEL expression nests comprehension macros (``list.exists(x, ...)`` inside
-    another): (over the trajectory, over anything), read from its tokens. Every parenthesis is
-    tracked; those opening a macro's arguments count."""
-    code = _CEL_STRING.sub("''", expression)
-    stack: list[tuple[int, int]] = []
-    trajectory = deepest_trajectory = nested = deepest = 0
-    for match in _CALL_OR_PAREN.finditer(code):
-        token = match.group(0)
-        if token == ")":
-            if stack:
-                macro, over_trajectory = stack.pop()
-                nested -= macro
-                trajectory -= over_trajectory
-        elif token == "(":
-            stack.append((0, 0))
-        else:
-            over_trajectory = int(match.group(1) is not None)
-            stack.append((1, over_trajectory))
-            nested += 1
-            trajectory += over_trajectory
-            deepest = max(deepest, nested)
-            deepest_trajectory = max(deepest_trajectory, trajectory)
-    return deepest_trajectory, deepest
-
-
 def parse_rule(data: Any, place: str) -> tuple[RuleSpec | None, list[str]]:
     check = _Checker(place)
     if not isinstance(data, dict):
@@ -307,6 +269,9 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         "review_sla_minutes": check.integer(data, "review_sla_minutes"),
         "expire_after_minutes": check.integer(data, "expire_after_minutes"),
         "rules": tuple(rules),
+        "lookups": parse_lookups(data.get("lookups"), f"{place}.lookups", check.errors),
+        "history": parse_history(data.get("history"), f"{place}.history", check.errors),
+        "identity_params": parse_identity_params(data.get("identity_params"), f"{place}.identity_params", check.errors),
     }
     if values["max_auto_amount"] is not None and not spec_kwargs["amount_path"]:
         check.error("amount_path", "is required when max_auto_amount is set (where is the amount in params?)")

@@ -140,6 +140,22 @@ def _remembered_context(action: ProposedAction, now: datetime) -> dict[str, Any]
     return {"remembered_by": approved_by, "remembered_made": made}
 
 
+def _evidence(evidence: Any) -> dict[str, list[dict[str, Any]]]:
+    """What the gate saw itself (contract §6.1), for the page: each lookup's answer or error, each
+    history aggregate's value and what it matched."""
+    if not isinstance(evidence, dict):
+        return {"lookups": [], "history": []}
+    lookups = [
+        {"name": name, **record, "body_json": _pretty(record.get("body")) if "body" in record else ""}
+        for name, record in (evidence.get("lookups") or {}).items()
+    ]
+    history = [
+        {"name": name, **record, "matched_json": _pretty(record.get("matched", {}))}
+        for name, record in (evidence.get("history") or {}).items()
+    ]
+    return {"lookups": lookups, "history": history}
+
+
 @reviewer_required
 def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     """One action; a POST here revokes one of the remembered approvals its approval made. Reading
@@ -164,6 +180,7 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
             {**step, "args_json": _pretty(step["args"]), "result_json": _pretty(step["result"])}
             for step in action.trajectory
         ],
+        "evidence": _evidence(action.evidence),
         "risk": risk,
         "risk_terms": risk_terms,
         "base_risk": action.action_type.base_risk,

@@ -536,7 +536,7 @@ def test_the_admin_refuses_a_pathological_rule(client):
 
 
 def test_strings_and_real_policies_are_not_mistaken_for_nesting():
-    from approvals.policy.spec import check_cel_expression, comprehension_nesting
+    from approvals.policy.expressions import check_cel_expression, comprehension_nesting
 
     assert comprehension_nesting('trajectory.exists(s, s.tool == "trajectory.exists(x, trajectory.all(")') == (1, 1)
     assert comprehension_nesting(QUADRATIC) == (2, 2)

@@ -9,7 +9,7 @@ from typing import Any
 import cel
 import pytest
 
-from approvals.policy import engine, language
+from approvals.policy import engine
 from approvals.policy.language import (
     FUNCTION_NAMES,
     affirmative,
@@ -495,17 +495,9 @@ def test_wrong_types_from_cel_are_errors_not_crashes(expression: str, error: str
     assert error in str(raised.value)
 
 
-def test_a_rule_using_the_functions_through_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wired into rule_context, a confirmed action passes, an unconfirmed one is held and a wrong
-    argument is a rule error (held), never a crash."""
-    build = engine.rule_context
-
-    def with_language(compiled: engine.CompiledPolicy, proposed: engine.Proposal) -> cel.Context:
-        context = build(compiled, proposed)
-        language.register(context)
-        return context
-
-    monkeypatch.setattr(engine, "rule_context", with_language)
+def test_a_rule_using_the_functions_through_the_engine() -> None:
+    """Every rule context has them: a confirmed action passes, an unconfirmed one is held and a
+    wrong argument is a rule error (held), never a crash."""
     stated = [message("assistant", "I will refund $42.50 for order A-1001. OK?")]
     checked = policy(
         rules=[

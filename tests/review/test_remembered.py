@@ -479,3 +479,43 @@ def test_revoking_needs_a_reviewer(remembered: RememberedApproval) -> None:
     assert response.status_code == 403
     remembered.refresh_from_db()
     assert remembered.revoked_at is None
+
+
+# --- lapse (contract §6.1): the world refused what "yes, and the same again" approved ------------------
+
+
+def test_a_covered_action_reported_not_executed_lapses_the_approval(
+    remembered: RememberedApproval, propose: Any, bot: Agent
+) -> None:
+    from approvals.gate.services import action_report_outcome
+
+    covered = propose({"order_id": "A-2", "amount": 300})
+    assert covered.remembered_approval_id == remembered.pk
+    action_report_outcome(action_id=str(covered.id), agent=bot, executed=False, error="card declined")
+
+    remembered.refresh_from_db()
+    assert remembered.revoked_at is not None
+    assert remembered.revoked_by is None
+    assert remembered.lapsed_reason == f"action {covered.id} was reported as not executed"
+    assert audit(covered, "outcome_reported").data["lapsed_remembered_approvals"] == [remembered.pk]
+    # and it covers nothing any more: the next similar refund is held for a person
+    assert propose({"order_id": "A-3", "amount": 300}).status == Status.NEEDS_REVIEW
+
+
+def test_the_approved_action_itself_reported_not_executed_lapses_it(remembered: RememberedApproval, bot: Agent) -> None:
+    from approvals.gate.services import action_report_outcome
+
+    action_report_outcome(action_id=str(remembered.source_action_id), agent=bot, executed=False)
+    remembered.refresh_from_db()
+    assert remembered.revoked_at is not None
+    assert str(remembered.source_action_id) in remembered.lapsed_reason
+
+
+def test_an_executed_outcome_keeps_the_approval(remembered: RememberedApproval, propose: Any, bot: Agent) -> None:
+    from approvals.gate.services import action_report_outcome
+
+    covered = propose({"order_id": "A-2", "amount": 300})
+    action_report_outcome(action_id=str(covered.id), agent=bot, executed=True)
+    remembered.refresh_from_db()
+    assert remembered.revoked_at is None
+    assert "lapsed_remembered_approvals" not in audit(covered, "outcome_reported").data

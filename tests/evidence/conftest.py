@@ -1,0 +1,3 @@
+from tests.evidence.records import records
+
+__all__ = ["records"]
