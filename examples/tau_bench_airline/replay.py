@@ -20,14 +20,14 @@ free port and points them there.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +42,33 @@ from world import AirlineWorld  # noqa: E402
 DEFAULT_POLICY = HERE / "policy.yaml"
 SERVICE_BASE = "http://127.0.0.1:8100"  # as the policy file names the service of record
 STATUSES = ("auto_approved", "needs_review", "blocked")
+# forge.py's hook: (the line about to be proposed, propose(line, agent) -> action, another agent).
+BeforeCall = Callable[[dict[str, Any], Callable[[dict[str, Any], Any], Any], Any], None]
 
 
-@contextmanager
-def embedded_gate(workdir: Path) -> Iterator[None]:
-    """Django as the embedded demo runs it, on a SQLite file of its own; lookups may call loopback."""
-    for name in ("DATABASE_URL", "REDIS_URL"):
-        os.environ.pop(name, None)
-    os.environ["GATE_SQLITE_PATH"] = str(workdir / "replay.sqlite3")
-    os.environ["GATE_LOOKUP_ALLOWED_HOSTS"] = "127.0.0.1"
-    os.environ.setdefault("GATE_LOG_LEVEL", "ERROR")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "escalation_app.settings"
-    import django
+_WORKDIR: Path | None = None
 
-    django.setup()
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0, interactive=False)
-    yield
+def embedded_gate() -> Path:
+    """Django as the embedded demo runs it, on a SQLite file of its own in a temporary directory
+    (removed at exit), migrated once per process; lookups may call loopback. Returns the file."""
+    global _WORKDIR
+    if _WORKDIR is None:
+        _WORKDIR = Path(tempfile.mkdtemp(prefix="tau-replay-"))
+        atexit.register(shutil.rmtree, _WORKDIR, True)
+        for name in ("DATABASE_URL", "REDIS_URL"):
+            os.environ.pop(name, None)
+        os.environ["GATE_SQLITE_PATH"] = str(_WORKDIR / "replay.sqlite3")
+        os.environ["GATE_LOOKUP_ALLOWED_HOSTS"] = "127.0.0.1"
+        os.environ.setdefault("GATE_LOG_LEVEL", "ERROR")
+        os.environ["DJANGO_SETTINGS_MODULE"] = "escalation_app.settings"
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+    return _WORKDIR / "replay.sqlite3"
 
 
 def pointed_at(document: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -89,35 +98,90 @@ class History:
         shutil.copyfile(self.snapshot, self.path)
 
 
-def replay_run(run: dict[str, Any], world: AirlineWorld, history: History, agent: Any, on_result: Any) -> None:
-    from approvals.gate.services import action_propose, action_report_outcome, request_fingerprint
-    from approvals.models import ActionType, ProposedAction, Status
+def propose(line: dict[str, Any], agent: Any) -> Any:
+    """Propose one converted line as ``agent``; the gate evaluates it in-process on commit."""
+    from approvals.gate.services import action_propose, request_fingerprint
+    from approvals.models import ActionType, ProposedAction
+
+    body = {k: line[k] for k in ("action_type", "params", "trajectory", "context")}
+    action, _ = action_propose(
+        agent=agent,
+        action_type=ActionType.objects.get(name=line["action_type"]),
+        params=line["params"],
+        fingerprint=request_fingerprint(body),
+        trajectory_raw=line["trajectory"],
+        context=line["context"],
+    )
+    return ProposedAction.objects.get(pk=action.pk)
+
+
+def replay_run(
+    run: dict[str, Any],
+    world: AirlineWorld,
+    history: History,
+    agents: tuple[Any, Any],
+    on_result: Callable[[dict[str, Any], Any], None],
+    before_call: BeforeCall | None = None,
+) -> None:
+    from approvals.gate.services import action_report_outcome
+    from approvals.models import Status
 
     world.reset()
     history.forget()
+    agent, other = agents
     proposals = iter(convert.convert_run(run))
-    messages = run["traj"]
-    for call in convert.iter_calls(messages):
+    for call in convert.iter_calls(run["traj"]):
         if call.name not in convert.WRITE_TOOLS and call.name != convert.TRANSFER_TOOL:
             continue
         line = next(proposals)
-        body = {k: line[k] for k in ("action_type", "params", "trajectory", "context")}
-        action, _ = action_propose(
-            agent=agent,
-            action_type=ActionType.objects.get(name=line["action_type"]),
-            params=line["params"],
-            fingerprint=request_fingerprint(body),
-            trajectory_raw=line["trajectory"],
-            context=line["context"],
-        )
-        action = ProposedAction.objects.get(pk=action.pk)  # evaluated in-process on commit
+        if before_call is not None:
+            before_call(line, propose, other)
+        action = propose(line, agent)
         on_result(line, action)
         if call.name in convert.WRITE_TOOLS and isinstance(call.arguments, dict):
             result = world.call(call.name, call.arguments)
             if action.status == Status.AUTO_APPROVED:
-                action_report_outcome(
-                    action_id=str(action.pk), agent=agent, executed=not result.startswith("Error"), error=""
-                )
+                action_report_outcome(action_id=str(action.pk), agent=agent, executed=not result.startswith("Error"))
+
+
+def _agent(name: str) -> Any:
+    from approvals.gate.agents import agent_create
+    from approvals.models import Agent
+
+    found = Agent.objects.filter(name=name).first()
+    return found if found is not None else agent_create(name=name)[0]
+
+
+def replay_runs(
+    runs: list[dict[str, Any]],
+    policy: Path,
+    *,
+    on_result: Callable[[dict[str, Any], Any], None],
+    before_call: BeforeCall | None = None,
+) -> None:
+    """Replay ``runs`` under ``policy``, each from the same world and an empty gate history.
+    ``before_call(line, propose, other_agent)`` may propose more (forge.py) before each call."""
+    import yaml
+
+    database = embedded_gate()
+    from approvals.gate.policies import policies_import
+
+    document = yaml.safe_load(policy.read_text(encoding="utf-8"))
+    world = AirlineWorld()
+    with running_service(world) as base_url:
+        policies_import(document=pointed_at(document, base_url), actor="replay")
+        agents = (_agent(convert.AGENT["name"]), _agent(convert.AGENT["name"] + "-other"))
+        history = History(database)
+        for run in runs:
+            replay_run(run, world, history, agents, on_result, before_call)
+
+
+def load_runs(path: Path, trials: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    if trials:
+        wanted = {int(t) for t in trials.split(",")}
+        runs = [run for run in runs if int(run["trial"]) in wanted]
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,14 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--details", action="store_true", help="list each call with its failing checks")
     args = parser.parse_args(argv)
 
-    import yaml
-
-    runs: list[dict[str, Any]] = json.loads(args.runs.read_text(encoding="utf-8"))
-    if args.trials:
-        trials = {int(t) for t in args.trials.split(",")}
-        runs = [run for run in runs if int(run["trial"]) in trials]
-    document = yaml.safe_load(args.policy.read_text(encoding="utf-8"))
-
+    runs = load_runs(args.runs, args.trials)
     overall: dict[str, Counter[str]] = defaultdict(Counter)
     by_type: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     details: list[str] = []
@@ -148,17 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             failing = [f"{f['rule']}({f['outcome']})" for f in action.findings if f["outcome"] != "pass"]
             details.append(f"{line['id']:10} {line['label']:22} {action.status:14} {', '.join(failing)}")
 
-    world = AirlineWorld()
-    with tempfile.TemporaryDirectory(prefix="tau-replay-") as workdir, embedded_gate(Path(workdir)):
-        from approvals.gate.agents import agent_create
-        from approvals.gate.policies import policies_import
-
-        with running_service(world) as base_url:
-            policies_import(document=pointed_at(document, base_url), actor="replay")
-            agent, _ = agent_create(name=convert.AGENT["name"])
-            history = History(Path(workdir) / "replay.sqlite3")
-            for run in runs:
-                replay_run(run, world, history, agent, on_result)
+    replay_runs(runs, args.policy, on_result=on_result)
 
     table = {label: {s: overall[label][s] for s in STATUSES} for label in sorted(overall)}
     if args.json:
