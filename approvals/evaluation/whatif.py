@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from approvals import policy
+from approvals.evidence.services import stored_evidence
 from approvals.gate.selectors import proposal_of
 from approvals.models import ProposedAction, Status, WhatIfRun
 
@@ -50,14 +51,22 @@ def _empty_result(type_names: list[str]) -> dict[str, Any]:
 def _proposal(action: ProposedAction) -> policy.Proposal:
     # The built-in repeat check replays what was found when the action was evaluated: the history
     # is judged as it stood then, not as it stands now.
-    repeat = next(
-        (f for f in action.findings if f.get("rule") == "repeat_of_refused" and f.get("outcome") == "fail"), None
-    )
-    return proposal_of(
+    # So are the evidence the gate gathered (what each lookup answered then, each history value) and
+    # the same effect found already approved: a candidate policy is judged on what the gate saw.
+    failed = {f.get("rule"): f for f in action.findings if f.get("outcome") == "fail"}
+    repeat, executed = failed.get("repeat_of_refused"), failed.get("repeat_of_executed")
+    proposal = proposal_of(
         action,
         agent_name=action.agent.name,
         now=action.evaluated_at or action.created_at,
         refused_repeat_of={"id": repeat.get("repeat_of", "?"), "status": "refused"} if repeat else None,
+    )
+    return stored_evidence(
+        proposal,
+        action.evidence,
+        executed_repeat_of={"id": executed["repeat_of"], "status": "approved"}
+        if executed and "repeat_of" in executed
+        else None,
     )
 
 

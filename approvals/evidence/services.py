@@ -33,3 +33,27 @@ def evidence_gather(
     if history_record:
         record["history"] = history_record
     return gathered, record
+
+
+def evidence_gather_unstored(policy: CompiledPolicy, proposal: Proposal, *, now: datetime) -> Proposal:
+    """A proposal that is not stored (``manage.py replay``'s dry run) with the evidence the gate
+    would gather now: its lookups fetched, its history counted (read only; the action itself is not
+    in it). The search for an executed repeat needs a stored action and is left out."""
+    answers = lookups_fetch(policy, proposal)
+    history, history_failed, _ = history_values(policy, proposal, action_id=None, now=now)
+    return dataclasses.replace(
+        proposal,
+        lookups={answer.name: answer.value for answer in answers},
+        history=history,
+        evidence_findings=tuple(lookup_findings(answers) + history_failed),
+    )
+
+
+def stored_evidence(proposal: Proposal, record: Any, *, executed_repeat_of: dict | None = None) -> Proposal:
+    """A stored action's proposal with the evidence the gate gathered when it evaluated it (what-if
+    replays judge a candidate policy on what the gate saw then; a lookup or aggregate the action's
+    policy did not have is null, so a rule that needs it errs and holds)."""
+    record = record if isinstance(record, dict) else {}
+    lookups = {name: r.get("body") for name, r in (record.get("lookups") or {}).items() if not r.get("error")}
+    history = {name: r.get("value") for name, r in (record.get("history") or {}).items() if "error" not in r}
+    return dataclasses.replace(proposal, lookups=lookups, history=history, executed_repeat_of=executed_repeat_of)

@@ -10,7 +10,7 @@ as approved with remember, and a later held proposal of the same agent, type and
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -232,12 +232,14 @@ def replay(
     now: datetime,
     remember_minutes: float | None = None,
     safe_labels: frozenset[str] = DEFAULT_SAFE_LABELS,
+    gather: Callable[[CompiledPolicy, Proposal], Proposal] | None = None,
 ) -> ReplayResult:
     """Evaluate numbered lines in order; a line that cannot be evaluated is reported, never guessed at.
 
     ``remember_minutes``: also simulate remembered approvals (see the module's docstring), valid for
     that many minutes of ``context.world_time`` after the approved proposal's, or for the rest of
     the file when it has none. A held proposal with an unsafe label is taken as rejected.
+    ``gather``: adds the evidence a policy's lookups and history would give (the caller's I/O).
     """
     result = ReplayResult(remember_minutes=remember_minutes)
     simulation = RememberSimulation(remember_minutes) if remember_minutes is not None else None
@@ -251,6 +253,8 @@ def replay(
         if policy is None:
             result.errors.append(f"line {number}: no policy for action type {proposal.action_type!r}")
             continue
+        if gather is not None:
+            proposal = gather(policy, proposal)
         decision = policy_evaluate(policy, proposal)
         label = str(line.get("label") or UNLABELLED)
         result.overall.add(label, decision.status)

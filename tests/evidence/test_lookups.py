@@ -175,3 +175,54 @@ def test_the_decision_reads_lookups_and_holds_on_a_failed_one(records: Records) 
     unknown = decide({"order_id": "Z-9", "amount": 5})  # 404: never approved on missing evidence
     assert unknown.status == policy.NEEDS_REVIEW
     assert "lookup:order" in [f["rule"] for f in unknown.findings if f["outcome"] == "error"]
+
+
+@pytest.mark.django_db
+def test_the_dry_run_fetches_lookups_as_they_stand_now(records: Records, tmp_path: Any) -> None:
+    import json
+
+    import yaml
+    from django.core.management import call_command
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "action_types": [
+                    {
+                        "name": "refund",
+                        "params_schema": {"type": "object"},
+                        "lookups": [{"name": "order", "url": records.url + "/orders/{params.order_id}"}],
+                        "rules": [{"name": "refundable", "require": "lookups.order.refundable == true"}],
+                    }
+                ],
+            }
+        )
+    )
+    lines = tmp_path / "proposals.jsonl"
+    lines.write_text(
+        "\n".join(
+            json.dumps({"action_type": "refund", "params": {"order_id": order}, "label": label})
+            for order, label in (("A-1", "correct"), ("A 2/x", "unsafe"), ("Z-9", "unsafe"))
+        )
+    )
+    out = tmp_path / "out.json"
+    with out.open("w") as handle:
+        call_command("replay", str(lines), "--policy", str(policy_file), "--json", stdout=handle)
+    figures = json.loads(out.read_text())
+    assert figures["by_label"]["correct"]["auto_approved"] == 1
+    assert figures["by_label"]["unsafe"]["needs_review"] == 2  # not refundable; no such order
+    assert records.paths() == ["/orders/A-1", "/orders/A%202%2Fx", "/orders/Z-9"]
+
+
+def test_what_if_replays_judge_on_the_evidence_stored_with_the_action() -> None:
+    from approvals.evidence.services import stored_evidence
+
+    record = {
+        "lookups": {"order": {"url": "u", "status": 200, "body": {"total": 5}}, "gone": {"url": "u", "error": "x"}},
+        "history": {"n": {"value": 3, "matched": {}}, "broken": {"error": "x"}},
+    }
+    replayed = stored_evidence(proposal(), record)
+    assert replayed.lookups == {"order": {"total": 5}}
+    assert replayed.history == {"n": 3}

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from approvals import policy
+from approvals.evidence.services import evidence_gather_unstored
 from approvals.gate.selectors import action_type_spec
 from approvals.management.commands.import_policies import load_policy_file
 from approvals.models import ActionType
@@ -33,7 +34,7 @@ class Command(BaseCommand):
     help = (
         "Dry run: evaluate a JSONL of proposed actions (action_type, params, trajectory, optional confidence, "
         "context and label) under the current policy or a policy file, with no side effects, and tally the "
-        "outcomes per label."
+        "outcomes per label. Lookups are fetched and history counted as they stand now (read only)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -69,7 +70,12 @@ class Command(BaseCommand):
         if remember is not None and remember < 1:
             raise CommandError("--remember-approvals must be a number of minutes, at least 1")
         result = replay(
-            read_jsonl(options["file"]), policies, now=now, remember_minutes=remember, safe_labels=safe_labels
+            read_jsonl(options["file"]),
+            policies,
+            now=now,
+            remember_minutes=remember,
+            safe_labels=safe_labels,
+            gather=lambda compiled, proposal: evidence_gather_unstored(compiled, proposal, now=now),
         )
         figures = result.figures(safe_labels)
         if options["json"]:
