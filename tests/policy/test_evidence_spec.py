@@ -168,3 +168,19 @@ def test_repeat_of_executed_reads_earlier_successful_calls_in_the_trajectory() -
     [repeat] = [f for f in decision.findings if f["rule"] == "repeat_of_executed"]
     assert (repeat["outcome"], repeat["step"]) == ("fail", 1)
     assert "with the same order_id" in repeat["message"]
+
+
+def test_the_readme_evidence_example_is_a_valid_policy() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Evidence the gate gathers itself", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    [item] = yaml.safe_load(block)
+    spec = policy.parse_action_type({**item, "params_schema": {"type": "object"}})
+    assert [lookup.name for lookup in spec.lookups] == ["order"]
+    assert [h.name for h in spec.history] == ["refunded_today"]
+    assert spec.identity_params == ("order_id", "amount")
+    policy.compile_policy(spec, 1)
