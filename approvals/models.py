@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 
@@ -271,6 +272,21 @@ class ProposedAction(models.Model):
                 fields=["action_type", "risk_score", "amount", "confidence", "ground_truth"],
                 condition=Q(ground_truth__isnull=False),
                 name="action_labelled_idx",
+            ),
+            # repeat_of_executed (contract §6.1): an agent's approved actions of a type, by params or
+            # by session. (History aggregates match params through a GIN index on PostgreSQL, made in
+            # migration 0013: the model's indexes must work on SQLite too.)
+            models.Index(
+                fields=["agent", "action_type", "params_hash"],
+                condition=Q(status__in=[Status.APPROVED, Status.AUTO_APPROVED]),
+                name="action_done_idx",
+            ),
+            models.Index(
+                F("agent"),
+                F("action_type"),
+                KT("context__session_id"),
+                condition=Q(status__in=[Status.APPROVED, Status.AUTO_APPROVED]),
+                name="action_done_session_idx",
             ),
             # History aggregates (contract §6.1): a type's actions in a time window.
             models.Index(fields=["action_type", "-created_at"], name="action_type_recent_idx"),

@@ -11,7 +11,7 @@ in alternating rounds of two variants of the same code:
 - as shipped: the attempt counted and the action loaded by one written-out statement (agent name,
   type version and the built-in repeat check in it), the decision, audit link and outbox row
   inserted by ``lifecycle.statements.insert``;
-- the ORM: the same reads as querysets (``select_related``, the repeat check as a ``Subquery``),
+- the ORM: the same reads as querysets (``select_related``, the repeat checks as ``Subquery``s),
   the same rows saved with ``Model.save(force_insert=True)``.
 
 The guarded ``UPDATE … RETURNING`` of a transition has no ORM form and runs in both. The README keeps
@@ -69,7 +69,7 @@ def main() -> None:
     agent = Agent.objects.filter(name="bench-write").first() or agent_create(name="bench-write")[0]
     refund = ActionType.objects.get(name="refund")
 
-    def orm_load(action_id: str, *, now: datetime) -> tuple[ProposedAction, str, dict[str, str] | None] | None:
+    def orm_load(action_id: str, *, now: datetime) -> selectors.ForEvaluation | None:
         pending = ProposedAction.objects.filter(pk=action_id, status=Status.PENDING)
         if not pending.update(evaluation_attempts=F("evaluation_attempts") + 1):
             return None
@@ -84,17 +84,36 @@ def main() -> None:
             .exclude(pk=OuterRef("pk"))
             .order_by("-created_at")
         )
+        # repeat_of_executed with equal params; the bench's proposals carry no session: the window
+        executed = (
+            ProposedAction.objects.filter(
+                agent_id=OuterRef("agent_id"),
+                action_type_id=OuterRef("action_type_id"),
+                params_hash=OuterRef("params_hash"),
+                status__in=(Status.APPROVED, Status.AUTO_APPROVED),
+                created_at__gte=now - selectors.REPEAT_WINDOW,
+            )
+            .exclude(pk=OuterRef("pk"))
+            .exclude(outcome_executed=False)
+            .order_by("-created_at")
+        )
         action = (
             ProposedAction.objects.filter(pk=action_id, status=Status.PENDING)
             .select_related("agent", "action_type")
             .defer("trajectory_raw")
-            .annotate(refused_id=Subquery(repeats.values("id")[:1]), refused=Subquery(repeats.values("status")[:1]))
+            .annotate(
+                refused_id=Subquery(repeats.values("id")[:1]),
+                refused=Subquery(repeats.values("status")[:1]),
+                executed_id=Subquery(executed.values("id")[:1]),
+                executed=Subquery(executed.values("status")[:1]),
+            )
             .first()
         )
         if action is None:
             return None
         refused = {"id": str(action.refused_id), "status": action.refused} if action.refused else None  # type: ignore[attr-defined]
-        return action, action.agent.name, refused
+        done = {"id": str(action.executed_id), "status": action.executed} if action.executed else None  # type: ignore[attr-defined]
+        return selectors.ForEvaluation(action, action.agent.name, refused, done)
 
     def orm_insert(instance: models.Model) -> None:
         instance.save(force_insert=True)

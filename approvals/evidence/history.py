@@ -13,9 +13,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, FloatField, Func, Q, QuerySet, Sum
 
-from approvals.models import ProposedAction, Status
+from approvals.evidence import statements
+from approvals.models import ProposedAction
 from approvals.policy import CompiledPolicy, HistorySpec, Proposal
 from approvals.policy.engine import rule_context
 from approvals.policy.evidence import HISTORY_AGENT_FIELD, identity_of
@@ -49,9 +51,17 @@ class JSONNumber(Func):
 
 
 def _condition(stored: str, value: Any) -> Q:
+    """Equal values. On PostgreSQL a scalar is matched by containment (``params @> {"a": {"b": v}}``),
+    which the GIN index on params answers whatever the path; elsewhere by the key's value."""
     if stored == HISTORY_AGENT_FIELD:
         return Q(agent__name=value)
     root, _, path = stored.partition(".")
+    scalar = value is None or isinstance(value, (str, int, float, bool))
+    if connection.vendor == "postgresql" and scalar and not any(part.isdigit() for part in path.split(".")):
+        nested: Any = value
+        for part in reversed(path.split(".")):
+            nested = {part: nested}
+        return Q(**{f"{root}__contains": nested})
     return Q(**{f"{root}__{path.replace('.', '__')}": value})
 
 
@@ -110,30 +120,24 @@ def history_values(
 
 
 def executed_repeat(
-    action: ProposedAction, identity_params: tuple[str, ...] | None, *, now: datetime
+    action: ProposedAction,
+    identity_params: tuple[str, ...] | None,
+    *,
+    now: datetime,
+    found_by_params: dict[str, str] | None,
 ) -> dict[str, str] | None:
-    """An action of the same agent and type with the same effect (equal identity params), approved
-    or auto-approved and not reported as failed, in the same ``context.session_id`` (the last 24
-    hours when there is none): {"id", "status"}, or None."""
-    rows = (
-        ProposedAction.objects.filter(
-            agent_id=action.agent_id,
-            action_type_id=action.action_type_id,
-            status__in=[Status.APPROVED, Status.AUTO_APPROVED],
-        )
-        .exclude(pk=action.pk)
-        .exclude(outcome_executed=False)
-    )
-    session_id = action.context.get("session_id") if isinstance(action.context, dict) else None
-    if isinstance(session_id, str) and session_id:
-        rows = rows.filter(context__session_id=session_id)
-    else:
-        rows = rows.filter(created_at__gte=now - EXECUTED_WINDOW)
+    """An action of the same agent and type with the same effect, approved or auto-approved and not
+    reported as failed, in the same ``context.session_id`` (the last 24 hours without one):
+    {"id", "status"}, or None. With equal params it was found by the evaluation's load
+    (``found_by_params``); with identity params, the candidates are compared here."""
     if identity_params is None:
-        found = rows.filter(params_hash=action.params_hash).values_list("id", "status").first()
-        return {"id": str(found[0]), "status": found[1]} if found else None
+        return found_by_params
     identity = identity_of(action.params, identity_params)
-    for pk, status, params in rows.order_by("-created_at").values_list("id", "status", "params")[:EXECUTED_CANDIDATES]:
+    since = now - EXECUTED_WINDOW
+    candidates = statements.executed_params(
+        action.pk, session=statements.has_session(action.context), executed_since=since, limit=EXECUTED_CANDIDATES
+    )
+    for pk, status, params in candidates:
         if identity_of(params, identity_params) == identity:
             return {"id": str(pk), "status": status}
     return None

@@ -13,13 +13,22 @@ from approvals.policy import CompiledPolicy, Proposal
 
 
 def evidence_gather(
-    policy: CompiledPolicy, proposal: Proposal, action: ProposedAction, *, now: datetime
+    policy: CompiledPolicy,
+    proposal: Proposal,
+    action: ProposedAction,
+    *,
+    now: datetime,
+    executed_by_params: dict[str, str] | None = None,
 ) -> tuple[Proposal, dict[str, Any]]:
     """The proposal with its evidence (lookups, history, the executed repeat and the findings of
-    what failed) and the record kept with the action: what the gate saw itself."""
+    what failed) and the record kept with the action: what the gate saw itself.
+    ``executed_by_params``: what the evaluation's load found for repeat_of_executed with equal params."""
     answers = lookups_fetch(policy, proposal)
     history, history_failed, history_record = history_values(policy, proposal, action_id=action.pk, now=now)
-    executed = executed_repeat(action, policy.spec.identity_params, now=now) if policy.spec.builtin_checks else None
+    executed = None
+    if policy.spec.builtin_checks:
+        identity = policy.spec.identity_params
+        executed = executed_repeat(action, identity, now=now, found_by_params=executed_by_params)
     gathered = dataclasses.replace(
         proposal,
         lookups={answer.name: answer.value for answer in answers},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,20 +50,42 @@ def action_is_owned_by(agent: Agent, action_id: Any) -> bool:
 REPEAT_WINDOW = timedelta(hours=24)
 
 
-def action_for_evaluation(action_id: str, *, now: datetime) -> tuple[ProposedAction, str, dict[str, str] | None] | None:
+@dataclass(frozen=True)
+class ForEvaluation:
+    """A pending action as its evaluation reads it (one statement on PostgreSQL)."""
+
+    action: ProposedAction
+    agent_name: str
+    # The built-in checks' finds: a refused identical proposal of the last 24 hours, and an approved
+    # action with equal params that repeat_of_executed counts ({"id", "status"} or None).
+    refused_repeat_of: dict[str, str] | None
+    executed_repeat_of: dict[str, str] | None
+
+
+def _status_and_id(found: str | None) -> dict[str, str] | None:
+    if not found:
+        return None
+    status, found_id = found.split(" ", 1)
+    return {"id": str(uuid.UUID(found_id)), "status": status}
+
+
+def action_for_evaluation(action_id: str, *, now: datetime) -> ForEvaluation | None:
     """Count an attempt at evaluating the pending action ``action_id`` (committed at once: a worker
     killed midway counts too) and read it with its type (read once per policy version), its agent's
-    name and the refused identical proposal of the last 24 hours the built-in check needs, as {"id",
-    "status"}; None when it is not pending. One statement on PostgreSQL (gate/statements.py)."""
-    action = statements.count_and_load_for_evaluation(action_id, refused_since=now - REPEAT_WINDOW)
+    name and what the built-in repeat checks need; None when it is not pending. One statement on
+    PostgreSQL (gate/statements.py)."""
+    action = statements.count_and_load_for_evaluation(
+        action_id, refused_since=now - REPEAT_WINDOW, executed_since=now - REPEAT_WINDOW
+    )
     if action is None:
         return None
     action.action_type = action_type_at_version(action.action_type_id, action.type_version)  # type: ignore[attr-defined]
-    refused = None
-    if action.refused_repeat:  # type: ignore[attr-defined]
-        status, refused_id = action.refused_repeat.split(" ", 1)  # type: ignore[attr-defined]
-        refused = {"id": str(uuid.UUID(refused_id)), "status": status}
-    return action, action.agent_name, refused  # type: ignore[attr-defined]
+    return ForEvaluation(
+        action=action,
+        agent_name=action.agent_name,  # type: ignore[attr-defined]
+        refused_repeat_of=_status_and_id(action.refused_repeat),  # type: ignore[attr-defined]
+        executed_repeat_of=_status_and_id(action.executed_repeat),  # type: ignore[attr-defined]
+    )
 
 
 def actions_stale_pending(*, created_before: datetime, limit: int = 1000) -> list[tuple[str, int]]:

@@ -259,7 +259,7 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
     loaded = selectors.action_for_evaluation(action_id, now=now)
     if loaded is None:  # decided already (a repeated delivery), cancelled, or unknown
         return selectors.actions_visible_to(None).filter(pk=action_id).first()
-    action, agent_name, refused = loaded
+    action, agent_name, refused = loaded.action, loaded.agent_name, loaded.refused_repeat_of
     gate_logging.bind(action_id=action.pk, agent=agent_name)
     attempts = action.evaluation_attempts
     if attempts > settings.GATE_MAX_EVALUATION_ATTEMPTS:
@@ -279,7 +279,9 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
             refused_repeat_of=refused,
             remembered=selectors.remembered_approvals_for(action),
         )
-        proposal, evidence = evidence_gather(compiled, proposal, action, now=now)
+        proposal, evidence = evidence_gather(
+            compiled, proposal, action, now=now, executed_by_params=loaded.executed_repeat_of
+        )
         decision = policy.policy_evaluate(compiled, proposal, budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000)
     except DatabaseError:
         raise

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import connection
 
+from approvals.evidence.statements import executed_conditions
 from approvals.models import ActionType, Agent, ProposedAction, Status
 
 
@@ -67,6 +68,10 @@ def _load_sql(counted: bool) -> str:
                 AND r.{c["params_hash"]} = a.{c["params_hash"]} AND r.{c["status"]} IN (%s, %s)
                 AND r.{c["created_at"]} >= %s AND r.{c["id"]} <> a.{c["id"]}
                 ORDER BY r.{c["created_at"]} DESC LIMIT 1)"""  # noqa: S608
+    # repeat_of_executed with equal params (action_done_idx); identity params are compared apart.
+    executed = f"""(SELECT e.{c["status"]} || ' ' || e.{c["id"]} FROM {action} e
+                WHERE {executed_conditions("e", "a")} AND e.{c["params_hash"]} = a.{c["params_hash"]}
+                ORDER BY e.{c["created_at"]} DESC LIMIT 1)"""  # noqa: S608
     source, prefix = action, ""
     if counted:
         returned = ", ".join(connection.ops.quote_name(c) for c in all_columns)
@@ -75,7 +80,8 @@ def _load_sql(counted: bool) -> str:
         source, prefix = "counted", f"WITH counted AS ({update})"
     return f"""{prefix}
         SELECT {columns}, g.{_column(Agent, "name")} AS agent_name,
-            t.{_column(ActionType, "policy_version")} AS type_version, {repeat} AS refused_repeat
+            t.{_column(ActionType, "policy_version")} AS type_version, {repeat} AS refused_repeat,
+            {executed} AS executed_repeat
         FROM {source} a
         JOIN {agent} g ON g.{_column(Agent, "id")} = a.{c["agent"]}
         JOIN {action_type} t ON t.{_column(ActionType, "id")} = a.{c["action_type"]}
@@ -83,12 +89,16 @@ def _load_sql(counted: bool) -> str:
     """  # noqa: S608
 
 
-def count_and_load_for_evaluation(action_id: str, *, refused_since: datetime) -> ProposedAction | None:
+def count_and_load_for_evaluation(
+    action_id: str, *, refused_since: datetime, executed_since: datetime
+) -> ProposedAction | None:
     """Count an attempt at evaluating the pending action ``action_id`` (committed at once: a worker
     killed midway counts too) and read it, annotated with ``agent_name``, ``type_version`` (its type's
     policy version now) and ``refused_repeat`` ("<status> <id>" of the newest proposal of the same
     agent and type with equal params, rejected or blocked since ``refused_since``, answered by
-    ``action_refused_idx``); None when it is not pending. One statement on PostgreSQL, two on SQLite."""
+    ``action_refused_idx``) and ``executed_repeat`` ("<status> <id>" of the newest approved action with
+    equal params that repeat_of_executed finds, ``executed_conditions``, or None); None when it is not pending.
+    One statement on PostgreSQL, two on SQLite."""
     created_at = ProposedAction._meta.get_field("created_at")
     key = _key(action_id)
     counted = connection.vendor == "postgresql"
@@ -99,6 +109,9 @@ def count_and_load_for_evaluation(action_id: str, *, refused_since: datetime) ->
         Status.REJECTED,
         Status.BLOCKED,
         created_at.get_db_prep_value(refused_since, connection),
+        Status.APPROVED,
+        Status.AUTO_APPROVED,
+        created_at.get_db_prep_value(executed_since, connection),
         key,
         Status.PENDING,
     ]

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from approvals import policy
 from approvals.evidence.history import executed_repeat, history_values
+from approvals.gate.selectors import action_for_evaluation
 from approvals.models import ProposedAction, Status
 from tests.factories import ActionTypeFactory, AgentFactory, ProposedActionFactory
 
@@ -138,36 +139,39 @@ def test_history_is_a_cel_variable_of_rules() -> None:
 
 
 def pending(agent: Any, params: dict[str, Any], **fields: Any) -> Any:
-    return stored(params, status=Status.PENDING, agent=agent, **fields)
+    return stored(params, status=Status.PENDING, agent=agent, minutes_ago=0, **fields)
+
+
+def found(action: Any, identity_params: tuple[str, ...] | None = None) -> dict[str, str] | None:
+    """What an evaluation of ``action`` finds: by equal params in its one-statement load, by
+    identity params in a second statement."""
+    loaded = action_for_evaluation(str(action.pk), now=timezone.now())
+    assert loaded is not None
+    return executed_repeat(
+        loaded.action, identity_params, now=timezone.now(), found_by_params=loaded.executed_repeat_of
+    )
 
 
 def test_the_same_effect_approved_in_the_session_is_found() -> None:
     agent = AgentFactory()
     session = {"session_id": "s-1"}
     done = stored({"order_id": "A-1", "amount": 20}, agent=agent, context=session)
-    now = timezone.now()
-    assert executed_repeat(pending(agent, {"order_id": "A-1", "amount": 20}, context=session), None, now=now) == {
+    assert found(pending(agent, {"order_id": "A-1", "amount": 20}, context=session)) == {
         "id": str(done.pk),
         "status": Status.AUTO_APPROVED,
     }
     # another session, another agent, other params: not the same effect
-    assert (
-        executed_repeat(pending(agent, {"order_id": "A-1", "amount": 20}, context={"session_id": "s-2"}), None, now=now)
-        is None
-    )
-    assert (
-        executed_repeat(pending(AgentFactory(), {"order_id": "A-1", "amount": 20}, context=session), None, now=now)
-        is None
-    )
-    assert executed_repeat(pending(agent, {"order_id": "A-1", "amount": 21}, context=session), None, now=now) is None
+    assert found(pending(agent, {"order_id": "A-1", "amount": 20}, context={"session_id": "s-2"})) is None
+    assert found(pending(AgentFactory(), {"order_id": "A-1", "amount": 20}, context=session)) is None
+    assert found(pending(agent, {"order_id": "A-1", "amount": 21}, context=session)) is None
 
 
 def test_identity_params_decide_what_the_same_effect_is() -> None:
     agent = AgentFactory()
     stored({"order_id": "A-1", "amount": 20, "note": "first"}, agent=agent)
-    again = pending(agent, {"order_id": "A-1", "amount": 25, "note": "again"})
-    assert executed_repeat(again, ("order_id",), now=timezone.now()) is not None
-    assert executed_repeat(again, ("order_id", "amount"), now=timezone.now()) is None
+    assert found(pending(agent, {"order_id": "A-1", "amount": 25, "note": "again"}), ("order_id",)) is not None
+    assert found(pending(agent, {"order_id": "A-1", "amount": 25, "note": "again"}), ("order_id", "amount")) is None
+    assert found(pending(agent, {"order_id": "A-1", "amount": 25}), None) is None
 
 
 def test_an_approval_reported_failed_or_refused_is_no_repeat() -> None:
@@ -175,14 +179,17 @@ def test_an_approval_reported_failed_or_refused_is_no_repeat() -> None:
     failed = stored({"order_id": "A-1"}, agent=agent, status=Status.APPROVED)
     ProposedAction.objects.filter(pk=failed.pk).update(outcome_executed=False, outcome_at=timezone.now())
     stored({"order_id": "A-1"}, agent=agent, status=Status.REJECTED)
-    assert executed_repeat(pending(agent, {"order_id": "A-1"}), None, now=timezone.now()) is None
+    assert found(pending(agent, {"order_id": "A-1"})) is None
+    assert found(pending(agent, {"order_id": "A-1"}), ("order_id",)) is None
     ProposedAction.objects.filter(pk=failed.pk).update(outcome_executed=True)
-    assert executed_repeat(pending(agent, {"order_id": "A-1"}), None, now=timezone.now()) is not None
+    assert found(pending(agent, {"order_id": "A-1"})) is not None
+    assert found(pending(agent, {"order_id": "A-1"}), ("order_id",)) is not None
 
 
 def test_without_a_session_the_last_24_hours_count() -> None:
     agent = AgentFactory()
     stored({"order_id": "A-1"}, agent=agent, minutes_ago=24 * 60 + 1)
-    assert executed_repeat(pending(agent, {"order_id": "A-1"}), None, now=timezone.now()) is None
+    assert found(pending(agent, {"order_id": "A-1"})) is None
     stored({"order_id": "A-1"}, agent=agent, minutes_ago=23 * 60)
-    assert executed_repeat(pending(agent, {"order_id": "A-1"}), None, now=timezone.now()) is not None
+    assert found(pending(agent, {"order_id": "A-1"})) is not None
+    assert found(pending(agent, {"order_id": "A-1"}, context={"session_id": ""})) is not None  # empty: none

@@ -70,11 +70,11 @@ def test_evaluation_query_budget(policy_v1: int, agent: Any) -> None:
         action_evaluate(action_id=str(action.id))
     assert ProposedAction.objects.get(pk=action.pk).status == Status.AUTO_APPROVED
     # One statement counts the attempt and reads the action, its agent's name, its type's version and
-    # the repeat check (gate/statements.py); the search for the same effect already approved
-    # (repeat_of_executed, evidence/history.py); then the transition's one transaction: the guarded
+    # the repeat checks (refused, and executed with equal params: gate/statements.py); then the
+    # transition's one transaction: the guarded
     # update, the decision, the audit event (last link, insert: the row lock the update took
     # serialises the chain) and the outbox row; savepoint and release stand for BEGIN and COMMIT here.
-    assert len(ctx.captured_queries) <= 9, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
+    assert len(ctx.captured_queries) <= 8, "\n".join(q["sql"][:160] for q in ctx.captured_queries)
 
 
 def test_waiting_detail_read_budget(
