@@ -53,7 +53,7 @@ import redis  # noqa: E402
 
 from bench import loadgen  # noqa: E402
 from bench.stack import Stack, ensure_database  # noqa: E402
-from bench.workload import POLICY, small_body, tau_bodies, tau_policy_path  # noqa: E402
+from bench.workload import POLICY, each, small_body, tau_bodies, tau_policy_path  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PROFILES = RESULTS / "profiles"
@@ -151,11 +151,12 @@ def propose_direct(agent: Any, n: int, *, bare: bool = False) -> list[str]:
     from approvals.models import ActionType, ProposedAction
     from bench.baseline.tasks import touch_row
 
-    body = small_body()
     refund = ActionType.objects.get(name="refund")
-    fingerprint = request_fingerprint(body)
     ids = []
     for _ in range(n):
+        key = uuid.uuid4().hex
+        body = each(small_body(), key)
+        fingerprint = request_fingerprint(body)
         if bare:
             with transaction.atomic():
                 action = ProposedAction.objects.create(
@@ -174,7 +175,7 @@ def propose_direct(agent: Any, n: int, *, bare: bool = False) -> list[str]:
                 params=body["params"],
                 fingerprint=fingerprint,
                 trajectory_raw=body["trajectory"],
-                idempotency_key=uuid.uuid4().hex,
+                idempotency_key=key,
             )
         ids.append(str(action.id))
     return ids
@@ -431,7 +432,7 @@ def scaling(report: Report, args: argparse.Namespace) -> None:
             started = time.perf_counter()
             response = httpx.post(
                 f"{s.base_url}/api/v1/actions?wait=30",
-                json=small_body(),
+                json=each(small_body(), uuid.uuid4().hex),
                 headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
                 timeout=60,
             )
@@ -504,7 +505,7 @@ def query_counts(report: Report, section: str) -> None:
         with CaptureQueriesContext(connection) as ctx:
             response = client.post(
                 "/api/v1/actions",
-                json.dumps(small_body()),
+                json.dumps(each(small_body(), uuid.uuid4().hex)),
                 content_type="application/json",
                 HTTP_AUTHORIZATION=f"Bearer {token}",
                 HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,

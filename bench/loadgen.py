@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.workload import EACH
+
 LUA = Path(__file__).resolve().parent / "wrk_propose.lua"
 
 
@@ -139,8 +141,7 @@ class _Connection:
 
 async def _open_loop(
     url: str,
-    headers: Callable[[], dict[str, str]],
-    body: bytes,
+    request: Callable[[], tuple[dict[str, str], bytes]],
     rate: float,
     seconds: float,
     ok: Callable[[dict[str, Any]], str],
@@ -160,8 +161,9 @@ async def _open_loop(
 
     async def one(scheduled: float) -> None:
         nonlocal errors
+        headers, body = request()
         lines = [f"POST {target} HTTP/1.1", f"Host: {parsed.netloc}", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in headers().items()]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode()
         async with in_flight:
             connection = None
@@ -221,17 +223,16 @@ def open_loop(
     seconds: float,
     ok: Callable[[dict[str, Any]], str] = lambda data: str(data.get("status")),
 ) -> OpenLoopResult:
-    """POST ``body`` at ``rate`` per second for ``seconds``, each with a fresh Idempotency-Key;
-    latency from the scheduled start of each request to its full answer."""
-    encoded = json.dumps(body).encode()
+    """POST ``body`` at ``rate`` per second for ``seconds``, each with a fresh Idempotency-Key (and
+    ``EACH`` in the body replaced by it: each request its own effect); latency from the scheduled start
+    of each request to its full answer."""
+    template = json.dumps(body)
     prefix = uuid.uuid4().hex[:12]
     counter = iter(range(10**9))
 
-    def headers() -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"{prefix}-{next(counter)}",
-        }
+    def request() -> tuple[dict[str, str], bytes]:
+        key = f"{prefix}-{next(counter)}"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Idempotency-Key": key}
+        return headers, template.replace(EACH, key).encode()
 
-    return asyncio.run(_open_loop(url, headers, encoded, rate, seconds, ok))
+    return asyncio.run(_open_loop(url, request, rate, seconds, ok))

@@ -37,8 +37,20 @@ REFUND_TYPE: dict[str, Any] = {
 POLICY: dict[str, Any] = {"version": 1, "action_types": [REFUND_TYPE]}
 
 
-def small_body(amount: float = 40, order_id: str = "A-1042") -> dict[str, Any]:
-    """About 1 KB of JSON: a refund with a 5-step trajectory. ``amount`` over 100 is held for review."""
+# Replaced in every request a load generator sends (wrk_propose.lua, loadgen.open_loop) by that
+# request's own key: each proposal is its own effect, as in real traffic. The same refund sent twice
+# would be held by the built-in repeat_of_executed check (contract §6.1).
+EACH = "@@N@@"
+
+
+def each(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """``body`` with ``EACH`` replaced by ``key`` (for proposals sent without a load generator)."""
+    return json.loads(json.dumps(body).replace(EACH, key))
+
+
+def small_body(amount: float = 40, order_id: str = f"A-{EACH}") -> dict[str, Any]:
+    """About 1 KB of JSON: a refund with a 5-step trajectory. ``amount`` over 100 is held for review.
+    Its order is ``EACH`` (each request's own) unless given."""
     return {
         "action_type": "refund",
         "params": {"order_id": order_id, "amount": amount, "currency": "EUR", "reason": "arrived damaged"},
@@ -80,7 +92,10 @@ def tau_bodies() -> list[dict[str, Any]]:
     for line in (TAU_DIR / "proposals.jsonl").read_text().splitlines():
         if line.strip():
             item = json.loads(line)
-            bodies.append({k: item[k] for k in ("action_type", "params", "trajectory", "context") if k in item})
+            body = {k: item[k] for k in ("action_type", "params", "trajectory", "context") if k in item}
+            # each request its own agent session: the same call sent again is not a repeat of it
+            body["context"] = {**body.get("context", {}), "session_id": f"{item.get('id', 'run')}-{EACH}"}
+            bodies.append(body)
     return bodies
 
 

@@ -1,6 +1,7 @@
 -- wrk script: POST proposals, each with its own Idempotency-Key.
 --   wrk -t1 -c16 -d10s -s bench/wrk_propose.lua URL -- BODIES_FILE TOKEN RUN_PREFIX
--- BODIES_FILE holds one JSON body per line; they are sent in turn.
+-- BODIES_FILE holds one JSON body per line; they are sent in turn, with @@N@@ replaced by the
+-- request's own Idempotency-Key (bench/workload.py EACH: each proposal its own effect).
 local next_id = 1
 
 function setup(thread)
@@ -20,6 +21,8 @@ end
 
 function request()
   sent = sent + 1
-  headers["Idempotency-Key"] = prefix .. sent
-  return wrk.format("POST", nil, headers, bodies[(sent % #bodies) + 1])
+  local key = prefix .. sent
+  headers["Idempotency-Key"] = key
+  local body = string.gsub(bodies[(sent % #bodies) + 1], "@@N@@", key)
+  return wrk.format("POST", nil, headers, body)
 end
