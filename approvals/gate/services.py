@@ -213,7 +213,9 @@ def _apply_decision(
     def record_decision(applied: Applied) -> None:
         if final:
             verdict = Verdict.APPROVE if decision.status == policy.AUTO_APPROVED else Verdict.REJECT
-            statements.insert(Decision(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision)))
+            applied.rows.append(
+                Decision(action=action, verdict=verdict, by_policy=True, reason=_policy_reason(decision))
+            )
 
     audit_data: dict[str, Any] = {
         "risk_score": decision.risk_score,

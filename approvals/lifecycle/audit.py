@@ -23,7 +23,36 @@ def audit_record(
     new_chain: bool = False,
     row_locked: bool = False,
 ) -> AuditEvent:
-    """Append an event to its hash chain; call it inside the transaction that makes the change.
+    """Append an event to its hash chain (``audit_link``, then its INSERT); call it inside the
+    transaction that makes the change."""
+    with transaction.atomic(savepoint=False):
+        record = audit_link(
+            action=action,
+            event=event,
+            actor=actor,
+            from_status=from_status,
+            to_status=to_status,
+            data=data,
+            new_chain=new_chain,
+            row_locked=row_locked,
+        )
+        statements.insert(record)
+    return record
+
+
+def audit_link(
+    *,
+    action: ProposedAction | None,
+    event: str,
+    actor: str,
+    from_status: str = "",
+    to_status: str = "",
+    data: dict[str, Any] | None = None,
+    new_chain: bool = False,
+    row_locked: bool = False,
+) -> AuditEvent:
+    """The next link of the event's hash chain, hashed and ready to INSERT in the same transaction
+    (a transition inserts it with its other rows in one statement).
 
     The chain is the action's, or the gate chain. Its writers are serialised until the caller's
     transaction ends, by the action's row lock (``row_locked``: the caller holds it already, as a
@@ -35,27 +64,25 @@ def audit_record(
     (the unique (chain, seq) constraint still guards it).
     """
     chain = audit_chain.chain_of(action.pk if action is not None else None)
-    with transaction.atomic(savepoint=False):
-        last = None
-        if not new_chain:
-            last = statements.lock_chain_and_read_last_link(
-                chain, action_id=action.pk if action is not None else None, row_locked=row_locked
-            )
-        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit_chain.GENESIS)
-        record = AuditEvent(
-            action=action,
-            event=event,
-            actor=actor,
-            from_status=from_status,
-            to_status=to_status,
-            data=audit_chain.normalised_data(data),
-            created_at=timezone.now(),
-            chain=chain,
-            seq=seq,
-            prev_hash=prev_hash,
+    last = None
+    if not new_chain:
+        last = statements.lock_chain_and_read_last_link(
+            chain, action_id=action.pk if action is not None else None, row_locked=row_locked
         )
-        record.hash = audit_chain.event_hash(record, prev_hash)
-        statements.insert(record)
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, audit_chain.GENESIS)
+    record = AuditEvent(
+        action=action,
+        event=event,
+        actor=actor,
+        from_status=from_status,
+        to_status=to_status,
+        data=audit_chain.normalised_data(data),
+        created_at=timezone.now(),
+        chain=chain,
+        seq=seq,
+        prev_hash=prev_hash,
+    )
+    record.hash = audit_chain.event_hash(record, prev_hash)
     return record
 
 

@@ -31,12 +31,23 @@ from approvals.ops import metrics
 logger = logging.getLogger(__name__)
 
 
-def outbox_write(*, action_id: str, event: str, status: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Record a change to announce; call it inside the transaction that makes the change. It is
-    dispatched once that transaction commits (and by the sweep, should that never happen)."""
-    row = OutboxEvent(action_id=action_id, event=event, status=status, payload=payload, created_at=timezone.now())
-    statements.insert(row)
+def outbox_row(*, action_id: str, event: str, status: str, payload: dict[str, Any]) -> OutboxEvent:
+    """A change to announce, to INSERT in the transaction that makes the change (a transition inserts
+    it with its other rows in one statement), then ``outbox_announce``."""
+    return OutboxEvent(action_id=action_id, event=event, status=status, payload=payload, created_at=timezone.now())
+
+
+def outbox_announce(row: OutboxEvent) -> None:
+    """Dispatch an inserted row once its transaction commits (and by the sweep, should that never
+    happen)."""
     transaction.on_commit(lambda: outbox_dispatch([row], mark_later=bool(settings.REDIS_URL)))
+
+
+def outbox_write(*, action_id: str, event: str, status: str, payload: dict[str, Any]) -> OutboxEvent:
+    """Record a change to announce; call it inside the transaction that makes the change."""
+    row = outbox_row(action_id=action_id, event=event, status=status, payload=payload)
+    statements.insert(row)
+    outbox_announce(row)
     return row
 
 

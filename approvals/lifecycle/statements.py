@@ -90,10 +90,8 @@ def update_returning(
     return rows[0] if rows else None
 
 
-def insert(instance: models.Model) -> None:
-    """INSERT a new model instance as ``instance.save(force_insert=True)`` would: each field's
-    ``pre_save`` (defaults already set by the constructor, ``auto_now_add``), the key from RETURNING
-    when the database assigns it; no signals (the gate connects none to these models)."""
+def _insert_sql(instance: models.Model) -> tuple[str, list[Any], bool]:
+    """(``INSERT … RETURNING key``, its parameters, whether the database assigns the key)."""
     opts = instance._meta
     key = opts.pk
     assert key is not None
@@ -101,14 +99,45 @@ def insert(instance: models.Model) -> None:
     fields = [f for f in opts.concrete_fields if not (f is key and database_keyed)]
     columns = ", ".join(_quote(f.column) for f in fields)
     params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    sql = (
+        f"INSERT INTO {_quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(params))}) "  # noqa: S608
+        f"RETURNING {_quote(key.column)}"
+    )
+    return sql, params, database_keyed
+
+
+def insert(instance: models.Model) -> None:
+    """INSERT a new model instance as ``instance.save(force_insert=True)`` would: each field's
+    ``pre_save`` (defaults already set by the constructor, ``auto_now_add``), the key from RETURNING
+    when the database assigns it; no signals (the gate connects none to these models)."""
+    sql, params, database_keyed = _insert_sql(instance)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_quote(opts.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(params))}) "  # noqa: S608
-            f"RETURNING {_quote(key.column)}",
-            params,
-        )
+        cursor.execute(sql, params)
         if database_keyed:
             instance.pk = cursor.fetchone()[0]
+
+
+def insert_all(instances: Sequence[models.Model]) -> None:
+    """INSERT several new instances as ``insert`` does each: on PostgreSQL in one statement (each
+    INSERT a data-modifying CTE, so one round trip for a transition's rows), elsewhere one by one.
+    The rows may not refer to each other (the CTEs of one statement do not see each other's rows)."""
+    if connection.vendor != "postgresql" or len(instances) < 2:
+        for instance in instances:
+            insert(instance)
+        return
+    parts, params, keyed = [], [], []
+    for index, instance in enumerate(instances):
+        sql, values, database_keyed = _insert_sql(instance)
+        parts.append(f"i{index} AS ({sql})")
+        params.extend(values)
+        keyed.append(database_keyed)
+    keys = ", ".join(f"(SELECT * FROM i{index})" for index in range(len(instances)))  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {keys}", params)
+        row = cursor.fetchone()
+    for instance, database_keyed, key in zip(instances, keyed, row, strict=True):
+        if database_keyed:
+            instance.pk = key
 
 
 def lock_chain_and_read_last_link(

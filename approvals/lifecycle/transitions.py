@@ -19,10 +19,11 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Model
 
 from approvals.errors import ActionConflict
 from approvals.lifecycle import outbox, statements
-from approvals.lifecycle.audit import audit_record
+from approvals.lifecycle.audit import audit_link
 from approvals.models import ProposedAction, Status, WebhookDelivery
 
 
@@ -142,6 +143,9 @@ class Applied:
     from_status: str
     to_status: str
     audit_data: dict[str, Any] = field(default_factory=dict)
+    # New rows that belong with the change (an evaluation's Decision): ``effects`` adds them, and they
+    # are inserted with the audit link and the outbox row, in one statement on PostgreSQL.
+    rows: list[Model] = field(default_factory=list)
 
 
 def transition_apply(
@@ -163,8 +167,8 @@ def transition_apply(
     ``to``: the status it moves to (one of the transition's targets; implied when it has one).
     ``changes``: other columns set in the same UPDATE. ``guard``: conditions beyond the status that
     must hold (``refusal`` words the error when they do not). ``effects`` runs after the UPDATE in
-    the same transaction (rows that belong with the change, such as a Decision) and may return more
-    audit data. ``announce``: extra fields for the outbox (the push, the metrics).
+    the same transaction (it may write, or add new rows to ``Applied.rows``, such as a Decision) and
+    may return more audit data. ``announce``: extra fields for the outbox (the push, the metrics).
     """
     transition = TRANSITIONS[name]
     if cause not in transition.causes:
@@ -190,7 +194,7 @@ def transition_apply(
         applied.audit_data = dict(audit_data or {})
         if effects is not None:
             applied.audit_data.update(effects(applied) or {})
-        audit_record(
+        link = audit_link(
             action=ProposedAction(id=applied.action_id),
             event=transition.audit_event,
             actor=actor,
@@ -201,10 +205,15 @@ def transition_apply(
         )
         payload = dict(announce or {})
         if transition.webhook_event and callback_url:
+            # The delivery carries the action as it stands in this transaction, its new rows included.
+            statements.insert_all(applied.rows)
+            applied.rows = []
             payload["webhook_delivery"] = _webhook_delivery(applied.action_id, transition.webhook_event, callback_url)
-        outbox.outbox_write(
+        row = outbox.outbox_row(
             action_id=applied.action_id, event=transition.audit_event, status=applied.to_status, payload=payload
         )
+        statements.insert_all([*applied.rows, link, row])
+        outbox.outbox_announce(row)
     return applied
 
 
