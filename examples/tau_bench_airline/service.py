@@ -12,6 +12,18 @@ Reads (answers are the records as stored now, after any writes applied through `
                                                "available_seats": {cabin: n}, "prices": {cabin: n}}, or another
                                                status with its times ("landed", "flying", "on time", "delayed",
                                                "cancelled")
+    GET  /flight-dates?segments=HAT001:2024-05-20,HAT002:2024-05-21
+                                              {"segments": [segment, ...]} in the order asked, one per
+                                              flight_number:date (at most 20); a segment is
+                                              {"flight_number", "date", "found"} plus, when the flight
+                                              exists, its route and schedule, and when it flies that date,
+                                              that date's record (status, seats, prices or times)
+    GET  /reservations/{reservation_id}/context  {"reservation": as stored, "owner": the owner's profile
+                                              with its "user_id" (null if unknown), "segments": a segment
+                                              (as above) per flight of the reservation, in its order}
+    GET  /users/{user_id}/context             {"user": the profile with its "user_id", "reservations":
+                                              [{"reservation", "segments"}, ...] for each of its
+                                              reservations, in the profile's order}
     GET  /search/direct?origin=&destination=&date=   the list search_direct_flight answers
     GET  /search/onestop?origin=&destination=&date=  the list of [first leg, second leg] search_onestop_flight answers
 
@@ -53,6 +65,7 @@ MAX_BODY = 1_000_000
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 SEARCH_TOOLS = {"direct": "search_direct_flight", "onestop": "search_onestop_flight"}
 SEARCH_PARAMS = ("origin", "destination", "date")
+MAX_SEGMENTS = 20
 
 
 class HttpError(Exception):
@@ -107,6 +120,27 @@ class AirlineService(ThreadingHTTPServer):
             case ["reservations", reservation_id]:
                 self._no_query(query)
                 return _found(world.reservation(reservation_id), f"no reservation {reservation_id!r}")
+            case ["reservations", reservation_id, "context"]:
+                self._no_query(query)
+                reservation = _found(world.reservation(reservation_id), f"no reservation {reservation_id!r}")
+                owner = world.user(reservation["user_id"]) if isinstance(reservation.get("user_id"), str) else None
+                return {
+                    "reservation": reservation,
+                    "owner": None if owner is None else {**owner, "user_id": reservation["user_id"]},
+                    "segments": self._reservation_segments(reservation),
+                }
+            case ["users", user_id, "context"]:
+                self._no_query(query)
+                user = _found(world.user(user_id), f"no user {user_id!r}")
+                reservations = [world.reservation(r) for r in user.get("reservations", []) if isinstance(r, str)]
+                return {
+                    "user": {**user, "user_id": user_id},
+                    "reservations": [
+                        {"reservation": r, "segments": self._reservation_segments(r)} for r in reservations if r
+                    ],
+                }
+            case ["flight-dates"]:
+                return {"segments": [self._segment(number, date) for number, date in self._segments_arg(query)]}
             case ["flights", flight_number]:
                 self._no_query(query)
                 return _found(world.flight(flight_number), f"no flight {flight_number!r}")
@@ -138,10 +172,46 @@ class AirlineService(ThreadingHTTPServer):
                 return {"ok": True}
         raise HttpError(HTTPStatus.NOT_FOUND, "no such resource")
 
+    def _segment(self, flight_number: str, date: str) -> dict[str, Any]:
+        """A flight on a date as the database holds it: found, route and schedule, that date's record."""
+        flight = self.world.flight(flight_number)
+        record = self.world.flight_date(flight_number, date) if flight is not None else None
+        segment: dict[str, Any] = {**(flight or {}), **(record or {})}
+        segment.update({"flight_number": flight_number, "date": date, "found": record is not None})
+        return segment
+
+    def _reservation_segments(self, reservation: dict[str, Any]) -> list[dict[str, Any]]:
+        flights = reservation.get("flights")
+        return [
+            self._segment(str(f.get("flight_number")), str(f.get("date")))
+            for f in (flights if isinstance(flights, list) else [])
+            if isinstance(f, dict)
+        ]
+
+    @staticmethod
+    def _segments_arg(query: dict[str, list[str]]) -> list[tuple[str, str]]:
+        unknown = sorted(set(query) - {"segments"})
+        if unknown:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"unexpected query parameters: {', '.join(unknown)}")
+        values = query.get("segments", [])
+        if len(values) != 1 or not values[0]:
+            raise HttpError(HTTPStatus.BAD_REQUEST, "give segments exactly once: flight_number:date,...")
+        pairs = []
+        for item in values[0].split(","):
+            number, _, date = item.rpartition(":")
+            if not number or not DATE.fullmatch(date):
+                raise HttpError(HTTPStatus.BAD_REQUEST, f"a segment is flight_number:YYYY-MM-DD, not {item!r}")
+            pairs.append((number, date))
+        if len(pairs) > MAX_SEGMENTS:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"at most {MAX_SEGMENTS} segments")
+        return pairs
+
     def allowed(self, segments: list[str]) -> str | None:
         """The method a known path takes, for a 405 (None for an unknown path)."""
         match segments:
             case ["health"] | ["users", _] | ["reservations", _] | ["flights", _] | ["flights", _, _]:
+                return "GET"
+            case ["users", _, "context"] | ["reservations", _, "context"] | ["flight-dates"]:
                 return "GET"
             case ["search", kind] if kind in SEARCH_TOOLS:
                 return "GET"

@@ -248,12 +248,81 @@ def test_service_searches_as_the_tools_do(client: httpx.Client, world: Any) -> N
         ("/search/nonstop?origin=JFK&destination=SEA&date=2024-05-20", 404),
         ("/tools/think", 405),
         ("/reset", 405),
+        ("/reservations/NONE00/context", 404),
+        ("/reservations/NONE00/context/extra", 404),
+        ("/users/nobody_0000/context", 404),
+        ("/users/nobody_0000/context?full=1", 400),
+        ("/flight-dates", 400),
+        ("/flight-dates?segments=", 400),
+        ("/flight-dates?segments=HAT001", 400),
+        ("/flight-dates?segments=HAT001:20-05-2024", 400),
+        ("/flight-dates?segments=:2024-05-20", 400),
+        ("/flight-dates?segments=HAT001:2024-05-20&cabin=economy", 400),
+        ("/flight-dates?segments=HAT001:2024-05-20&segments=HAT002:2024-05-20", 400),
+        ("/flight-dates?segments=" + ",".join(["HAT001:2024-05-20"] * 21), 400),
     ],
 )
 def test_service_answers_unknown_ids_404_and_bad_input_400(client: httpx.Client, path: str, status: int) -> None:
     response = client.get(path)
     assert response.status_code == status
     assert set(response.json()) == {"error"}
+
+
+def _segment(flights: dict[str, Any], flight_number: str, date: str) -> dict[str, Any]:
+    """What /flight-dates answers for one flight and date, from the database itself."""
+    flight = flights.get(flight_number)
+    record = flight["dates"].get(date) if flight else None
+    route = {k: v for k, v in flight.items() if k != "dates"} if flight else {}
+    return {**route, **(record or {}), "flight_number": flight_number, "date": date, "found": record is not None}
+
+
+def test_service_serves_flights_on_dates_in_one_lookup(client: httpx.Client) -> None:
+    flights = _db("flights")
+    number, flight = next(iter(flights.items()))
+    dates = list(flight["dates"])
+    asked = [(number, dates[0]), ("HAT999", dates[0]), (number, "2030-01-01"), (number, dates[-1]), (number, dates[0])]
+
+    response = client.get("/flight-dates", params={"segments": ",".join(f"{n}:{d}" for n, d in asked)})
+
+    assert response.status_code == 200
+    segments = response.json()["segments"]
+    assert segments == [_segment(flights, n, d) for n, d in asked]  # in the order asked, repeats kept
+    assert [s["found"] for s in segments] == [True, False, False, True, True]
+    assert segments[1] == {"flight_number": "HAT999", "date": dates[0], "found": False}
+    assert set(segments[2]) == {"flight_number", "date", "found", "origin", "destination",
+                                "scheduled_departure_time_est", "scheduled_arrival_time_est"}  # fmt: skip
+    # twenty at most, and a flight number may itself hold a colon (the date is after the last one)
+    twenty = ",".join([f"{number}:{dates[0]}"] * 20)
+    assert len(client.get("/flight-dates", params={"segments": twenty}).json()["segments"]) == 20
+    assert client.get("/flight-dates", params={"segments": f"A:B:{dates[0]}"}).json()["segments"] == [
+        {"flight_number": "A:B", "date": dates[0], "found": False}
+    ]
+
+
+def test_service_serves_a_reservation_and_a_user_in_context(client: httpx.Client) -> None:
+    users, reservations, flights = _db("users"), _db("reservations"), _db("flights")
+    reservation_id, stored = next(iter(reservations.items()))
+    owner_id = stored["user_id"]
+
+    context = client.get(f"/reservations/{reservation_id}/context").json()
+
+    assert context == {
+        "reservation": stored,
+        "owner": {**users[owner_id], "user_id": owner_id},
+        "segments": [_segment(flights, f["flight_number"], f["date"]) for f in stored["flights"]],
+    }
+    assert all(segment["found"] and "status" in segment for segment in context["segments"])
+
+    user = client.get(f"/users/{owner_id}/context").json()
+    assert user["user"] == {**users[owner_id], "user_id": owner_id}
+    assert [r["reservation"]["reservation_id"] for r in user["reservations"]] == users[owner_id]["reservations"]
+    assert {"reservation": stored, "segments": context["segments"]} in user["reservations"]
+
+    # a write through /tools shows in the context at once, until reset
+    assert client.post("/tools/cancel_reservation", json={"reservation_id": reservation_id}).json()["ok"] is True
+    assert client.get(f"/reservations/{reservation_id}/context").json()["reservation"]["status"] == "cancelled"
+    client.post("/reset")
+    assert client.get(f"/reservations/{reservation_id}/context").json() == context
 
 
 def test_a_tool_call_over_http_changes_what_later_lookups_see_until_reset(client: httpx.Client) -> None:

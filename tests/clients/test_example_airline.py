@@ -1,10 +1,13 @@
 """The worked example stays true: the converter reproduces the committed proposals with the data's
-label counts, and its policy auto-approves no unsafe or env-rejected call (examples/tau_bench_airline)."""
+label counts, and neither policy auto-approves an unsafe or env-rejected call (examples/tau_bench_airline):
+the trajectory-only baseline in ``manage.py replay``'s dry run (no lookups there), the policy with
+lookups end to end through ``replay.py`` against the airline's service of record."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,10 +50,16 @@ def test_converter_reproduces_the_committed_proposals(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
-def test_policy_lets_no_unsafe_or_rejected_call_through() -> None:
+def test_trajectory_only_policy_lets_no_unsafe_or_rejected_call_through() -> None:
+    # manage.py replay answers no lookups, so it replays the baseline that reads only the trajectory
     out = io.StringIO()
     call_command(
-        "replay", str(EXAMPLE / "proposals.jsonl"), "--policy", str(EXAMPLE / "policy.yaml"), "--json", stdout=out
+        "replay",
+        str(EXAMPLE / "proposals.jsonl"),
+        "--policy",
+        str(EXAMPLE / "policy_trajectory_only.yaml"),
+        "--json",
+        stdout=out,
     )
 
     by_label = json.loads(out.getvalue())["by_label"]
@@ -58,3 +67,28 @@ def test_policy_lets_no_unsafe_or_rejected_call_through() -> None:
     assert by_label["rejected_by_env"]["auto_approved"] == 0
     # what the example's README reports
     assert by_label["correct"] == {"auto_approved": 12, "needs_review": 29, "blocked": 6}
+
+
+def test_policy_with_lookups_end_to_end_lets_no_unsafe_or_rejected_call_through() -> None:
+    """replay.py: each run through the embedded gate (its own SQLite file), lookups answered by the
+    airline's service as the world stood at that moment, every call applied as the run made it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE / "replay.py"), "--runs", str(RUNS), "--trials", "0,1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = json.loads(result.stdout.strip().splitlines()[-1])
+    assert table["unsafe"]["auto_approved"] == 0
+    assert table["rejected_by_env"]["auto_approved"] == 0
+    correct = table["correct"]
+    assert sum(correct.values()) == 47
+    assert correct["auto_approved"] >= 0.4 * 47, correct
+    # what the example's README reports
+    assert correct == {"auto_approved": 19, "needs_review": 24, "blocked": 4}
