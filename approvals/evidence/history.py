@@ -2,7 +2,8 @@
 built-in ``repeat_of_executed`` check's search for the same effect already approved.
 
 A history aggregate counts (or sums a params number of) the actions of a type in a window before
-now, with given statuses, whose stored fields equal values computed from this proposal: one SQL
+now, with given statuses and not reported as not executed, whose stored fields equal values computed
+from this proposal: one SQL
 statement each, on the ``action_type_recent_idx`` index (type, created_at), so its cost grows with
 the type's actions in the window, not with the whole table. A match value or a query that fails is
 an ``error`` finding ``history:<name>``: the action is held.
@@ -71,7 +72,7 @@ def _history_rows(spec: HistorySpec, *, action_type: str, values: dict[str, Any]
         created_at__gte=now - timedelta(minutes=spec.window_minutes),
         created_at__lte=now,
         status__in=spec.statuses,
-    )
+    ).exclude(outcome_executed=False)  # what the world refused did not happen
     for stored, value in values.items():
         rows = rows.filter(_condition(stored, value))
     return rows

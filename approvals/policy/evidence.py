@@ -5,7 +5,8 @@ proposal's effect). Fetching and counting happen in approvals.evidence; nothing 
 
 A lookup's URL is a template: each ``{…}`` is a CEL expression over the proposal's variables
 (``params``, ``context``, ``agent``, ``action_type``, ``confidence``, ``now``, ``trajectory``) whose
-value is URL-encoded into the URL (a string, a number or a boolean; anything else is an error).
+value is URL-encoded into the URL (a string, a number or a boolean; a list of those is its items,
+each encoded, joined by commas; anything else is an error).
 Header values take ``${VAR}`` from the gate's environment.
 """
 
@@ -84,7 +85,11 @@ class UrlTemplate:
             if isinstance(part, str):
                 out.append(part)
             else:
-                out.append(quote(url_value(part.execute(context)), safe=""))
+                value = part.execute(context)
+                if isinstance(value, list):  # a list: its items, each encoded, joined by commas
+                    out.append(",".join(quote(url_value(item), safe="") for item in value))
+                else:
+                    out.append(quote(url_value(value), safe=""))
         return "".join(out)
 
 
@@ -100,7 +105,9 @@ def url_value(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return str(int(value)) if value.is_integer() else repr(value)
     shown = "null" if value is None else type(value).__name__
-    raise EvidenceError(f"a URL expression gave {shown}; only strings, numbers and booleans go into a URL")
+    raise EvidenceError(
+        f"a URL expression gave {shown}; only strings, numbers and booleans (or a list of them) go into a URL"
+    )
 
 
 def split_template(url: str) -> list[str | tuple[str]]:

@@ -92,3 +92,28 @@ def test_policy_with_lookups_end_to_end_lets_no_unsafe_or_rejected_call_through(
     assert correct["auto_approved"] >= 0.4 * 47, correct
     # what the example's README reports
     assert correct == {"auto_approved": 19, "needs_review": 24, "blocked": 4}
+
+
+def test_forged_evidence_is_never_auto_approved_with_lookups() -> None:
+    """forge.py: the dev runs' wrong calls with trajectories edited in their favour (insurance, a
+    recent booking, a membership, seats, prices, a confirmation). With lookups none passes; the
+    trajectory-only baseline lets the recent-booking lie through (what the READMEs report)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE / "forge.py"), "--runs", str(RUNS), "--trials", "0,1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    tables = json.loads(result.stdout.strip().splitlines()[-1])
+    with_lookups, trajectory_only = tables["policy.yaml"], tables["policy_trajectory_only.yaml"]
+    assert sum(row["forged"] for row in with_lookups.values()) == 396
+    assert all(row["auto_approved"] == 0 for row in with_lookups.values()), with_lookups
+    assert {lie: row["auto_approved"] for lie, row in trajectory_only.items() if row["auto_approved"]} == {
+        "booked_recently": 7
+    }

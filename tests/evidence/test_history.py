@@ -77,6 +77,13 @@ def test_count_and_sum_over_a_customer_in_the_window() -> None:
     assert record["refunds_today"] == {"value": 2, "matched": {"params.customer_id": "C-1"}}
 
 
+def test_actions_reported_not_executed_do_not_count() -> None:
+    stored({"customer_id": "C-1", "amount": 30})
+    refused = stored({"customer_id": "C-1", "amount": 70})
+    ProposedAction.objects.filter(pk=refused.pk).update(outcome_executed=False, outcome_at=timezone.now())
+    assert values([PER_CUSTOMER, COUNT], {"customer_id": "C-1"})[0] == {"refunded_today": 30.0, "refunds_today": 1}
+
+
 def test_the_window_edge() -> None:
     stored({"customer_id": "C-1", "amount": 1}, minutes_ago=59.9)
     stored({"customer_id": "C-1", "amount": 1}, minutes_ago=60.1)

@@ -76,7 +76,8 @@ def test_url_expressions_are_url_encoded(records: Records) -> None:
         ("/text", None, "answer is not JSON"),
         ("/orders/{params.missing}", None, "URL:"),
         ("/orders/{params.order_id}", {"order_id": None}, "URL: a URL expression gave null"),
-        ("/orders/{params.order_id}", {"order_id": ["a"]}, "URL: a URL expression gave list"),
+        ("/orders/{params.order_id}", {"order_id": {"a": 1}}, "URL: a URL expression gave dict"),
+        ("/orders/{params.order_id}", {"order_id": [["a"]]}, "URL: a URL expression gave list"),
     ],
 )
 def test_every_failure_is_an_error_finding_and_a_null_value(

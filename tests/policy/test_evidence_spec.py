@@ -112,6 +112,11 @@ def test_url_values_render_as_written_and_are_encoded() -> None:
     for bad in (None, [1], {"a": 1}, float("nan")):
         with pytest.raises(EvidenceError):
             url_value(bad)
+    listed = cel.Context({"params": {"flights": [{"n": "HA 1", "d": "2024-05-20"}, {"n": "HA2", "d": "2024-05-21"}]}})
+    segments = compile_url("https://x.example/s?segments={params.flights.map(f, f.n + ':' + f.d)}").render(listed)
+    assert segments == "https://x.example/s?segments=HA%201%3A2024-05-20,HA2%3A2024-05-21"
+    with pytest.raises(EvidenceError):
+        compile_url("https://x.example/{[params.flights]}").render(listed)
 
 
 def test_identity_is_the_params_kept_to_identity_params() -> None:
