@@ -11,21 +11,8 @@ from typing import Any
 
 from django.db import connection
 
+from approvals.lifecycle.statements import action_key, column, table
 from approvals.models import ProposedAction, Status
-
-
-def _table(model: Any) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _column(model: Any, name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
-
-
-def _key(action_id: Any) -> Any:
-    key = ProposedAction._meta.pk
-    assert key is not None
-    return key.get_db_prep_value(action_id, connection)
 
 
 def has_session(context: Any) -> bool:
@@ -42,7 +29,7 @@ def executed_conditions(e: str, a: str, *, session: bool | None = None) -> str:
     that the condition is plain and ``action_done_session_idx`` answers it; the time is then unused
     but still a parameter); None decides in SQL."""
     c = {
-        n: _column(ProposedAction, n)
+        n: column(ProposedAction, n)
         for n in ("id", "agent", "action_type", "status", "outcome_executed", "context", "created_at")
     }
     own = f"{a}.{c['context']} ->> 'session_id'"
@@ -64,13 +51,13 @@ def executed_params(
 ) -> list[tuple[Any, str, Any]]:
     """(id, status, params) of the newest ``limit`` actions repeat_of_executed compares with the
     pending action ``action_id`` when its type names identity params (``executed_conditions``)."""
-    action = _table(ProposedAction)
-    c = {n: _column(ProposedAction, n) for n in ("id", "status", "params", "created_at")}
+    action = table(ProposedAction)
+    c = {n: column(ProposedAction, n) for n in ("id", "status", "params", "created_at")}
     sql = f"""SELECT e.{c["id"]}, e.{c["status"]}, e.{c["params"]} FROM {action} e JOIN {action} a ON a.{c["id"]} = %s
         WHERE {executed_conditions("e", "a", session=session)} ORDER BY e.{c["created_at"]} DESC LIMIT %s"""  # noqa: S608
     since = ProposedAction._meta.get_field("created_at").get_db_prep_value(executed_since, connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_key(action_id), Status.APPROVED, Status.AUTO_APPROVED, since, limit])
+        cursor.execute(sql, [action_key(action_id), Status.APPROVED, Status.AUTO_APPROVED, since, limit])
         rows = cursor.fetchall()
     # jsonb arrives as text (Django's psycopg setup) and SQLite's JSON is text: parsed as the ORM would
     return [(pk, status, json.loads(params) if isinstance(params, str) else params) for pk, status, params in rows]

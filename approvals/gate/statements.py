@@ -13,33 +13,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import Any
 
 from django.db import connection
 
 from approvals.evidence.statements import executed_conditions
+from approvals.lifecycle.statements import action_key, column, table
 from approvals.models import ActionType, Agent, ProposedAction, Status
-
-
-def _table(model: Any) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _column(model: Any, name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
-
-
-def _key(action_id: Any) -> Any:
-    key = ProposedAction._meta.pk
-    assert key is not None
-    return key.get_db_prep_value(action_id, connection)
 
 
 @cache
 def _count_sql() -> str:
-    attempts, key, status = (_column(ProposedAction, n) for n in ("evaluation_attempts", "id", "status"))
+    attempts, key, status = (column(ProposedAction, n) for n in ("evaluation_attempts", "id", "status"))
     return (
-        f"UPDATE {_table(ProposedAction)} SET {attempts} = {attempts} + 1 "  # noqa: S608
+        f"UPDATE {table(ProposedAction)} SET {attempts} = {attempts} + 1 "  # noqa: S608
         f"WHERE {key} = %s AND {status} = %s"
     )
 
@@ -48,7 +34,7 @@ def count_evaluation_attempt(action_id: str) -> bool:
     """Count an attempt at evaluating the pending action ``action_id`` (committed at once: a worker
     killed midway counts too); False when it is not pending."""
     with connection.cursor() as cursor:
-        cursor.execute(_count_sql(), [_key(action_id), Status.PENDING])
+        cursor.execute(_count_sql(), [action_key(action_id), Status.PENDING])
         return cursor.rowcount == 1
 
 
@@ -57,11 +43,11 @@ def _load_sql(counted: bool) -> str:
     """The pending action with its agent's name, its type's version and the repeat check. With
     ``counted`` (PostgreSQL), the attempt is counted in the same statement: the action is read from a
     data-modifying CTE; SQLite has none, and counts first (``count_evaluation_attempt``)."""
-    action, agent, action_type = _table(ProposedAction), _table(Agent), _table(ActionType)
+    action, agent, action_type = table(ProposedAction), table(Agent), table(ActionType)
     all_columns = [f.column for f in ProposedAction._meta.concrete_fields if f.name != "trajectory_raw"]
     columns = ", ".join(f"a.{connection.ops.quote_name(c)}" for c in all_columns)
-    c = {n: _column(ProposedAction, n) for n in ("id", "agent", "action_type", "params_hash", "status", "created_at")}
-    attempts = _column(ProposedAction, "evaluation_attempts")
+    c = {n: column(ProposedAction, n) for n in ("id", "agent", "action_type", "params_hash", "status", "created_at")}
+    attempts = column(ProposedAction, "evaluation_attempts")
     # The built-in repeat check (contract §5), one definition for both databases.
     repeat = f"""(SELECT r.{c["status"]} || ' ' || r.{c["id"]} FROM {action} r
                 WHERE r.{c["agent"]} = a.{c["agent"]} AND r.{c["action_type"]} = a.{c["action_type"]}
@@ -79,12 +65,12 @@ def _load_sql(counted: bool) -> str:
         update = f"UPDATE {action} SET {attempts} = {attempts} + 1 WHERE {where} RETURNING {returned}"  # noqa: S608
         source, prefix = "counted", f"WITH counted AS ({update})"
     return f"""{prefix}
-        SELECT {columns}, g.{_column(Agent, "name")} AS agent_name,
-            t.{_column(ActionType, "policy_version")} AS type_version, {repeat} AS refused_repeat,
+        SELECT {columns}, g.{column(Agent, "name")} AS agent_name,
+            t.{column(ActionType, "policy_version")} AS type_version, {repeat} AS refused_repeat,
             {executed} AS executed_repeat
         FROM {source} a
-        JOIN {agent} g ON g.{_column(Agent, "id")} = a.{c["agent"]}
-        JOIN {action_type} t ON t.{_column(ActionType, "id")} = a.{c["action_type"]}
+        JOIN {agent} g ON g.{column(Agent, "id")} = a.{c["agent"]}
+        JOIN {action_type} t ON t.{column(ActionType, "id")} = a.{c["action_type"]}
         WHERE a.{c["id"]} = %s AND a.{c["status"]} = %s
     """  # noqa: S608
 
@@ -100,7 +86,7 @@ def count_and_load_for_evaluation(
     equal params that repeat_of_executed finds, ``executed_conditions``, or None); None when it is not pending.
     One statement on PostgreSQL, two on SQLite."""
     created_at = ProposedAction._meta.get_field("created_at")
-    key = _key(action_id)
+    key = action_key(action_id)
     counted = connection.vendor == "postgresql"
     if not counted and not count_evaluation_attempt(action_id):
         return None

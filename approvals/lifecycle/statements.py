@@ -25,6 +25,21 @@ def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def table(model: type[models.Model]) -> str:
+    """A model's table, quoted (the written-out statements of every room use these three)."""
+    return _quote(model._meta.db_table)
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """A field's column, quoted."""
+    return _quote(_field(model, name).column)
+
+
+def action_key(action_id: Any) -> Any:
+    """An action's id as the database takes it."""
+    return _field(ProposedAction, "id").get_db_prep_value(action_id, connection)
+
+
 def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
     field = model._meta.get_field(name)
     assert isinstance(field, models.Field)

@@ -17,7 +17,7 @@ import jsonschema_rs
 
 from approvals.policy import language
 from approvals.policy.builtins import builtin_findings
-from approvals.policy.evidence import UrlTemplate, compile_url
+from approvals.policy.evidence import UrlTemplate, compile_url, value_at
 from approvals.policy.findings import finding as _finding
 from approvals.policy.spec import ActionTypeSpec, RuleSpec
 
@@ -278,15 +278,7 @@ def limit_findings(proposal: Proposal) -> list[dict]:
 
 def amount_at(params: Any, path: str) -> Any:
     """The value at a dotted path of params (list indexes as digits), or None."""
-    value = params
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
+    return value_at(params, path)
 
 
 def failed_checks(findings: list[dict]) -> list[str]:

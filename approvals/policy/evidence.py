@@ -200,31 +200,44 @@ def _dotted_path(path: Any) -> bool:
     return isinstance(path, str) and all(_PATH_PART.match(part) for part in path.split("."))
 
 
-def parse_lookups(data: Any, place: str, errors: list[str]) -> tuple[LookupSpec, ...]:
+def _named_items(
+    data: Any, place: str, errors: list[str], *, what: str, most: int, fields: Any
+) -> list[tuple[str, dict[str, Any], str, bool]]:
+    """The mappings of a list of named evidence items, as (where, item, name, sound so far), with the
+    list's and each item's shape, unknown fields and name checked (problems appended to ``errors``)."""
     if data is None:
-        return ()
+        return []
     if not isinstance(data, list):
         errors.append(f"{place}: must be a list")
-        return ()
-    if len(data) > MAX_LOOKUPS:
-        errors.append(f"{place}: at most {MAX_LOOKUPS} lookups per action type")
-        return ()
-    specs: list[LookupSpec] = []
+        return []
+    if len(data) > most:
+        errors.append(f"{place}: at most {most} {what}s per action type")
+        return []
+    items: list[tuple[str, dict[str, Any], str, bool]] = []
     names: set[str] = set()
     for index, item in enumerate(data):
         where = f"{place}[{index}]"
         if not isinstance(item, dict):
-            errors.append(f"{where}: a lookup must be a mapping")
+            errors.append(f"{where}: a {what} must be a mapping")
             continue
         before = len(errors)
-        for key in sorted(set(item) - set(LookupSpec.__dataclass_fields__)):
+        for key in sorted(set(item) - set(fields)):
             errors.append(f"{where}.{key}: unknown field")
         name = item.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.match(name) or "-" in name:
             errors.append(f"{where}.name: must be an identifier (letters, digits, _)")
         elif name in names:
-            errors.append(f"{where}.name: duplicate lookup {name!r}")
+            errors.append(f"{where}.name: duplicate {what} {name!r}")
         names.add(str(name))
+        items.append((where, item, str(name), len(errors) == before))
+    return items
+
+
+def parse_lookups(data: Any, place: str, errors: list[str]) -> tuple[LookupSpec, ...]:
+    specs: list[LookupSpec] = []
+    items = _named_items(data, place, errors, what="lookup", most=MAX_LOOKUPS, fields=LookupSpec.__dataclass_fields__)
+    for where, item, name, sound in items:
+        before = len(errors)
         url = item.get("url")
         if not isinstance(url, str) or not url:
             errors.append(f"{where}.url: must be a URL template")
@@ -242,7 +255,7 @@ def parse_lookups(data: Any, place: str, errors: list[str]) -> tuple[LookupSpec,
         cache = item.get("cache_seconds", 0)
         if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
             errors.append(f"{where}.cache_seconds: must be an integer, 0 or more")
-        if len(errors) == before:
+        if sound and len(errors) == before:
             specs.append(
                 LookupSpec(name=name, url=url, headers=dict(headers), timeout_ms=timeout, cache_seconds=cache)  # type: ignore[arg-type]
             )
@@ -270,30 +283,12 @@ def _url_problems(url: str) -> list[str]:
 
 
 def parse_history(data: Any, place: str, errors: list[str]) -> tuple[HistorySpec, ...]:
-    if data is None:
-        return ()
-    if not isinstance(data, list):
-        errors.append(f"{place}: must be a list")
-        return ()
-    if len(data) > MAX_HISTORY:
-        errors.append(f"{place}: at most {MAX_HISTORY} history aggregates per action type")
-        return ()
     specs: list[HistorySpec] = []
-    names: set[str] = set()
-    for index, item in enumerate(data):
-        where = f"{place}[{index}]"
-        if not isinstance(item, dict):
-            errors.append(f"{where}: a history aggregate must be a mapping")
-            continue
+    items = _named_items(
+        data, place, errors, what="history aggregate", most=MAX_HISTORY, fields=HistorySpec.__dataclass_fields__
+    )
+    for where, item, name, sound in items:
         before = len(errors)
-        for key in sorted(set(item) - set(HistorySpec.__dataclass_fields__)):
-            errors.append(f"{where}.{key}: unknown field")
-        name = item.get("name")
-        if not isinstance(name, str) or not NAME_PATTERN.match(name) or "-" in name:
-            errors.append(f"{where}.name: must be an identifier (letters, digits, _)")
-        elif name in names:
-            errors.append(f"{where}.name: duplicate history aggregate {name!r}")
-        names.add(str(name))
         window = item.get("window_minutes")
         if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW_MINUTES:
             errors.append(f"{where}.window_minutes: is required, an integer from 1 to {MAX_WINDOW_MINUTES}")
@@ -324,10 +319,10 @@ def parse_history(data: Any, place: str, errors: list[str]) -> tuple[HistorySpec
             errors.append(f"{where}.path: sum needs the path of a number in params (params.<path>)")
         elif aggregate == "count" and path:
             errors.append(f"{where}.path: only sum takes a path")
-        if len(errors) == before:
+        if sound and len(errors) == before:
             specs.append(
                 HistorySpec(
-                    name=name,  # type: ignore[arg-type]
+                    name=name,
                     window_minutes=window,  # type: ignore[arg-type]
                     match=dict(match),
                     action_type=action_type,

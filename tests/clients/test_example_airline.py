@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -20,6 +21,23 @@ EXAMPLE = ROOT / "examples" / "tau_bench_airline"
 RUNS = ROOT.parent / "shared" / "eval" / "tau-bench-airline" / "gpt-4o-airline-trials-0-1.json"
 
 pytestmark = pytest.mark.skipif(not RUNS.exists(), reason="../shared/eval is not beside this checkout")
+
+
+def run_example(script: str) -> Any:
+    """``script --trials 0,1 --json`` of the example, as a user runs it (the embedded gate: no
+    DATABASE_URL or REDIS_URL); its JSON table."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE / script), "--runs", str(RUNS), "--trials", "0,1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_converter_reproduces_the_committed_proposals(tmp_path: Path) -> None:
@@ -72,19 +90,7 @@ def test_trajectory_only_policy_lets_no_unsafe_or_rejected_call_through() -> Non
 def test_policy_with_lookups_end_to_end_lets_no_unsafe_or_rejected_call_through() -> None:
     """replay.py: each run through the embedded gate (its own SQLite file), lookups answered by the
     airline's service as the world stood at that moment, every call applied as the run made it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE / "replay.py"), "--runs", str(RUNS), "--trials", "0,1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-        cwd=ROOT,
-    )
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    table = json.loads(result.stdout.strip().splitlines()[-1])
+    table = run_example("replay.py")
     assert table["unsafe"]["auto_approved"] == 0
     assert table["rejected_by_env"]["auto_approved"] == 0
     correct = table["correct"]
@@ -98,19 +104,7 @@ def test_forged_evidence_is_never_auto_approved_with_lookups() -> None:
     """forge.py: the dev runs' wrong calls with trajectories edited in their favour (insurance, a
     recent booking, a membership, seats, prices, a confirmation). With lookups none passes; the
     trajectory-only baseline lets the recent-booking lie through (what the READMEs report)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE / "forge.py"), "--runs", str(RUNS), "--trials", "0,1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-        cwd=ROOT,
-    )
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    tables = json.loads(result.stdout.strip().splitlines()[-1])
+    tables = run_example("forge.py")
     with_lookups, trajectory_only = tables["policy.yaml"], tables["policy_trajectory_only.yaml"]
     assert sum(row["forged"] for row in with_lookups.values()) == 396
     assert all(row["auto_approved"] == 0 for row in with_lookups.values()), with_lookups
