@@ -84,7 +84,10 @@ def processes(stack: GateStack) -> Iterator[list[AppProcess]]:
 
 
 def refund(key: str | None = None, amount: float = 20) -> dict[str, Any]:
-    body: dict[str, Any] = {"action_type": "refund", "params": {"order_id": "A-1", "amount": amount}}
+    """A refund of its own order (the same refund again would be held as repeat_of_executed); a
+    retry with the same key sends the same body."""
+    order = f"A-{key}" if key is not None else f"A-{uuid.uuid4().hex[:12]}"
+    body: dict[str, Any] = {"action_type": "refund", "params": {"order_id": order, "amount": amount}}
     if key is not None:
         body["idempotency_key"] = key
     return body
