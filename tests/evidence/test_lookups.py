@@ -97,6 +97,18 @@ def test_a_lookup_that_times_out_fails_within_its_timeout(records: Records) -> N
     assert time.monotonic() - started < 1.0
 
 
+def test_a_service_that_is_down_fails_at_once() -> None:
+    from tests.conftest import free_port
+
+    started = time.monotonic()
+    answer = lookups_fetch(
+        compiled([{"name": "order", "url": f"http://localhost:{free_port()}/orders/A-1"}]), proposal()
+    )[0]
+    assert answer.error.startswith("request failed:"), answer.error
+    assert answer.value is None
+    assert time.monotonic() - started < 1.0
+
+
 def test_an_answer_over_the_size_limit_fails(records: Records, settings: Any) -> None:
     settings.GATE_LOOKUP_MAX_BYTES = 100_000
     answer = one(records, "/big")
