@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 
 import httpx
 import psycopg
+import redis
 from celery import Celery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,9 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
+        # The stack owns its Redis database: tasks an earlier run left queued there (a run that was
+        # stopped midway) would otherwise be worked through first and counted in this run's figures.
+        redis.Redis.from_url(self.redis_url).flushdb()
         if self.migrate:
             self.manage("migrate", "--noinput")
         self.server = self._spawn("server", self._server_command())
