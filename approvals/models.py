@@ -281,10 +281,12 @@ class ProposedAction(models.Model):
                 condition=Q(status__in=[Status.APPROVED, Status.AUTO_APPROVED]),
                 name="action_done_idx",
             ),
+            # The session leads: the evaluation's load, which has no session condition the index can
+            # use, must not take this index for action_done_idx's (agent, type) prefix.
             models.Index(
+                KT("context__session_id"),
                 F("agent"),
                 F("action_type"),
-                KT("context__session_id"),
                 condition=Q(status__in=[Status.APPROVED, Status.AUTO_APPROVED]),
                 name="action_done_session_idx",
             ),

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='proposedaction',
-            index=models.Index(models.F('agent'), models.F('action_type'), django.db.models.fields.json.KeyTextTransform('session_id', 'context'), condition=models.Q(('status__in', ['approved', 'auto_approved'])), name='action_done_session_idx'),
+            index=models.Index(django.db.models.fields.json.KeyTextTransform('session_id', 'context'), models.F('agent'), models.F('action_type'), condition=models.Q(('status__in', ['approved', 'auto_approved'])), name='action_done_session_idx'),
         ),
         migrations.RunPython(params_gin_index, drop_params_gin_index),
     ]
