@@ -165,9 +165,8 @@ def rule_context(policy: CompiledPolicy, proposal: Proposal, variables: frozense
         "history": proposal.history,
     }
     wanted = policy.variables if variables is None else variables
-    context = cel.Context({name: value for name, value in values.items() if name in wanted})
-    language.register(context)
-    return context
+    # The gate's functions (approvals.policy.language) are given at construction, not added after.
+    return cel.Context({name: value for name, value in values.items() if name in wanted}, language.FUNCTIONS)
 
 
 def _rule_finding(spec: RuleSpec, result: Any) -> dict:
