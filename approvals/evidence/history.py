@@ -3,10 +3,10 @@ built-in ``repeat_of_executed`` check's search for the same effect already appro
 
 A history aggregate counts (or sums a params number of) the actions of a type in a window before
 now, with given statuses and not reported as not executed, whose stored fields equal values computed
-from this proposal: one SQL
-statement each, on the ``action_type_recent_idx`` index (type, created_at), so its cost grows with
-the type's actions in the window, not with the whole table. A match value or a query that fails is
-an ``error`` finding ``history:<name>``: the action is held.
+from this proposal: one SQL statement each. On PostgreSQL a params match is a containment that the
+GIN index on params answers (migration 0013); otherwise the ``action_type_recent_idx`` index (type,
+created_at) bounds the rows to the type's actions in the window. A match value or a query that fails
+is an ``error`` finding ``history:<name>``: the action is held.
 """
 
 from __future__ import annotations

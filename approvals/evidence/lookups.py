@@ -199,8 +199,7 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes]
     )
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    default_port = 443 if parts.scheme == "https" else 80
-    sent = {"Accept": "application/json", **headers, "Host": host if port == default_port else f"{host}:{port}"}
+    sent = {"Accept": "application/json", **headers, **addresses.host_header(url, host, port)}
     limit = settings.GATE_LOOKUP_MAX_BYTES
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

@@ -25,9 +25,9 @@ def executed_conditions(e: str, a: str, *, session: bool | None = None) -> str:
     """The built-in repeat_of_executed's search (contract §6.1), one definition: action ``e`` is an
     earlier action of ``a``'s agent and type, approved or auto-approved, not reported as failed, in
     ``a``'s ``context.session_id`` (since the parameter's time when ``a`` has none). Parameters: the
-    approved statuses, then the time. ``session``: whether ``a`` has one, when the caller knows (so
-    that the condition is plain and ``action_done_session_idx`` answers it; the time is then unused
-    but still a parameter); None decides in SQL."""
+    approved statuses, then the time, unless ``session`` is True. ``session``: whether ``a`` has one,
+    when the caller knows (so that the condition is plain and ``action_done_session_idx`` answers
+    it); None decides in SQL."""
     c = {
         n: column(ProposedAction, n)
         for n in ("id", "agent", "action_type", "status", "outcome_executed", "context", "created_at")
@@ -36,7 +36,7 @@ def executed_conditions(e: str, a: str, *, session: bool | None = None) -> str:
     same_session = f"{e}.{c['context']} ->> 'session_id' = {own}"
     since = f"{e}.{c['created_at']} >= %s"
     scope = {
-        True: f"{same_session} AND %s IS NOT NULL",
+        True: same_session,
         False: since,
         None: f"CASE WHEN COALESCE({own}, '') <> '' THEN {same_session} ELSE {since} END",
     }[session]
@@ -56,8 +56,9 @@ def executed_params(
     sql = f"""SELECT e.{c["id"]}, e.{c["status"]}, e.{c["params"]} FROM {action} e JOIN {action} a ON a.{c["id"]} = %s
         WHERE {executed_conditions("e", "a", session=session)} ORDER BY e.{c["created_at"]} DESC LIMIT %s"""  # noqa: S608
     since = ProposedAction._meta.get_field("created_at").get_db_prep_value(executed_since, connection)
+    window = [] if session else [since]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [action_key(action_id), Status.APPROVED, Status.AUTO_APPROVED, since, limit])
+        cursor.execute(sql, [action_key(action_id), Status.APPROVED, Status.AUTO_APPROVED, *window, limit])
         rows = cursor.fetchall()
     # jsonb arrives as text (Django's psycopg setup) and SQLite's JSON is text: parsed as the ORM would
     return [(pk, status, json.loads(params) if isinstance(params, str) else params) for pk, status, params in rows]

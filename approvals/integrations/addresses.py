@@ -71,11 +71,15 @@ def resolve(url: str, *, allow_private: bool, allowed_hosts: Collection[str], wh
     return host, resolved, port
 
 
+def host_header(url: str, host: str, port: int) -> dict[str, str]:
+    """The Host header of a request to ``url`` sent to an address instead of its host."""
+    default_port = 443 if urlsplit(url).scheme == "https" else 80
+    return {"Host": host if port == default_port else f"{host}:{port}"}
+
+
 def pinned(url: str, host: str, address: str, port: int) -> tuple[str, dict[str, str], dict[str, Any]]:
     """(the URL with ``address`` in place of the host, the Host header, httpx extensions for TLS)."""
     parts = urlsplit(url)
-    default_port = 443 if parts.scheme == "https" else 80
     netloc_address = f"[{address}]" if ":" in address else address
     target = urlunsplit((parts.scheme, f"{netloc_address}:{port}", parts.path or "/", parts.query, ""))
-    host_header = host if port == default_port else f"{host}:{port}"
-    return target, {"Host": host_header}, ({"sni_hostname": host} if parts.scheme == "https" else {})
+    return target, host_header(url, host, port), ({"sni_hostname": host} if parts.scheme == "https" else {})

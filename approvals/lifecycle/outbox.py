@@ -43,14 +43,6 @@ def outbox_announce(row: OutboxEvent) -> None:
     transaction.on_commit(lambda: outbox_dispatch([row], mark_later=bool(settings.REDIS_URL)))
 
 
-def outbox_write(*, action_id: str, event: str, status: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Record a change to announce; call it inside the transaction that makes the change."""
-    row = outbox_row(action_id=action_id, event=event, status=status, payload=payload)
-    statements.insert(row)
-    outbox_announce(row)
-    return row
-
-
 def outbox_dispatch(rows: list[OutboxEvent], *, mark_later: bool = False) -> int:
     """Fan ``rows`` out and mark them dispatched; returns how many this call dispatched first. Never
     raises: a row whose fan-out failed stays undispatched for the sweep.

@@ -48,10 +48,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    import cel
+from typing import Any, NamedTuple
 
 # Categories, in the order phrases of equal length are tried; NEUTRAL phrases are consumed unsignalled.
 NEUTRAL, HESITATE, STOP, REFUSE, YES, CONDITION, CONTRAST = ("Z", "H", "S", "N", "Y", "C", "K")
@@ -418,6 +415,8 @@ def confirmed_after(trajectory: list[dict[str, Any]], mentions: list[Any]) -> bo
     return confirmed
 
 
+# What every rule context is given (approvals.policy.engine.rule_context). An argument of the wrong
+# type raises TypeError, which the binding reports as the rule's error: the gate holds the action.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "affirmative": affirmative,
     "negative": negative,
@@ -426,12 +425,3 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "confirmed_after": confirmed_after,
 }
 FUNCTION_NAMES = tuple(FUNCTIONS)
-
-
-def register(context: cel.Context) -> None:
-    """Add the functions to a CEL context (one update: the context's environment is rebuilt once).
-
-    An argument of the wrong type raises TypeError, which the binding reports as the rule's error:
-    the gate holds the action.
-    """
-    context.update(FUNCTIONS)

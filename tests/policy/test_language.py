@@ -1,6 +1,6 @@
 """Reading what the user said (contract §6.1): ``affirmative`` / ``negative`` over customer replies in
 English, French, Spanish, German, Portuguese, Italian and Dutch, the trajectory helpers, and all of
-them called from CEL after ``register``. Pure unit tests: no database."""
+them called from CEL with the functions every rule context is given. Pure unit tests: no database."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from approvals.policy import engine
 from approvals.policy.language import (
     FUNCTION_NAMES,
+    FUNCTIONS,
     affirmative,
     confirmed_after,
     last_user_message,
     negative,
-    register,
     user_said,
 )
 from tests.policy.test_policy_engine import policy, proposal, rule
@@ -441,12 +441,11 @@ def test_trajectory_helpers_refuse_other_shapes() -> None:
 
 
 def cel_context(**variables: Any) -> cel.Context:
-    context = cel.Context(variables)
-    register(context)
-    return context
+    """A context as engine.rule_context builds one: the variables and the gate's functions."""
+    return cel.Context(variables, FUNCTIONS)
 
 
-def test_register_adds_every_function() -> None:
+def test_every_function_is_given_to_the_context() -> None:
     context = cel_context()
     assert set(FUNCTION_NAMES) <= set(context.functions)
     assert set(FUNCTION_NAMES) == {"affirmative", "negative", "last_user_message", "user_said", "confirmed_after"}
