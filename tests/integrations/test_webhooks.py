@@ -272,6 +272,9 @@ def test_a_real_worker_retries_a_failing_receiver_until_it_answers(celery_worker
     "url", ["http://10.0.0.1/hook", "http://127.0.0.1:8080/hook", "http://[::1]/hook", "http://169.254.169.254/"]
 )
 def test_a_literal_private_callback_is_refused_when_proposed(policy_v1: int, agent_client: Any, url: str) -> None:
+    # A request first, so that the process's own connections (the rate limit's Redis) are open before
+    # recording: run alone, this test's first request would otherwise record that connect.
+    agent_client.get("/api/v1/actions/00000000-0000-0000-0000-000000000000")
     _connects.clear()
     _recording.set()
     try:
