@@ -19,6 +19,7 @@ from approvals.policy import language
 from approvals.policy.builtins import builtin_findings
 from approvals.policy.evidence import UrlTemplate, compile_url, value_at
 from approvals.policy.findings import finding as _finding
+from approvals.policy.indexed import STEPS, by_index
 from approvals.policy.spec import ActionTypeSpec, RuleSpec
 
 # Wall-clock budget of one evaluation's rules. A compiled CEL call cannot be interrupted, so the
@@ -106,9 +107,13 @@ class Decision:
 
 def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     """Compile once per policy version: the schema validator and every rule's CEL program."""
-    rules = tuple(CompiledRule(spec=rule, program=cel.compile(rule.require)) for rule in spec.rules)
+    # Each rule as the binding runs it: macros over the trajectory by index (approvals.policy.indexed).
+    texts = [by_index(rule.require) for rule in spec.rules]
+    rules = tuple(
+        CompiledRule(spec=rule, program=cel.compile(text)) for rule, text in zip(spec.rules, texts, strict=True)
+    )
     referenced = {name for rule in rules for name in rule.program.variables()}
-    combined = cel.compile("[" + ", ".join(f"({rule.require}\n)" for rule in spec.rules) + "]") if rules else None
+    combined = cel.compile("[" + ", ".join(f"({text}\n)" for text in texts) + "]") if rules else None
     lookup_urls = tuple(compile_url(lookup.url) for lookup in spec.lookups)
     history_matches = tuple({stored: cel.compile(text) for stored, text in h.match.items()} for h in spec.history)
     programs = [p for url in lookup_urls for p in url.programs()] + [p for m in history_matches for p in m.values()]
@@ -117,7 +122,7 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
         version=version,
         validator=params_validator(spec.params_schema),
         rules=rules,
-        variables=frozenset(RULE_VARIABLES & referenced),
+        variables=frozenset((RULE_VARIABLES | {STEPS}) & referenced),
         combined=combined,
         lookup_urls=lookup_urls,
         history_matches=history_matches,
@@ -164,6 +169,8 @@ def rule_context(policy: CompiledPolicy, proposal: Proposal, variables: frozense
         "lookups": proposal.lookups,
         "history": proposal.history,
     }
+    if STEPS in (policy.variables if variables is None else variables):
+        values[STEPS] = list(range(len(proposal.trajectory)))
     wanted = policy.variables if variables is None else variables
     # The gate's functions (approvals.policy.language) are given at construction, not added after.
     return cel.Context({name: value for name, value in values.items() if name in wanted}, language.FUNCTIONS)
