@@ -51,10 +51,22 @@ def pending(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+STALL_SECONDS = 60
+
+
 def drain(stack: Stack) -> None:
+    """Until nothing is pending; raises (with the worker's log) when nothing was decided for
+    ``STALL_SECONDS``: a lost broker message (another process flushing the Redis database, say)
+    would otherwise keep the run waiting for ever."""
     stack.set_celery_workers(1)
-    while pending(stack.database_url):
+    left, since = pending(stack.database_url), time.monotonic()
+    while left:
         time.sleep(0.05)
+        now_left = pending(stack.database_url)
+        if now_left < left:
+            left, since = now_left, time.monotonic()
+        elif time.monotonic() - since > STALL_SECONDS:
+            raise RuntimeError(f"{left} actions stayed pending for {STALL_SECONDS} s:\n{stack.logs('worker')}")
 
 
 def backlog_drain(stack: Stack, token: str, count: int) -> float:
