@@ -135,6 +135,10 @@ if DATABASE_URL:
         }
     else:
         _db["CONN_MAX_AGE"] = env_int("GATE_CONN_MAX_AGE", 0)
+    if _db["ENGINE"] == "django.db.backends.postgresql" and env_bool("GATE_DB_SERVER_SIDE_BINDING", default=False):
+        # Parameters bound by the server: psycopg prepares a statement a connection has run
+        # prepare_threshold (5) times, so the worker's repeated statements skip parsing and planning.
+        _db.setdefault("OPTIONS", {})["server_side_binding"] = True
     DATABASES = {"default": _db}
 else:
     SQLITE_PATH = Path(os.environ.get("GATE_SQLITE_PATH", str(BASE_DIR / "var" / "gate.sqlite3")))
