@@ -19,7 +19,7 @@ from approvals.policy import language
 from approvals.policy.builtins import builtin_findings
 from approvals.policy.evidence import UrlTemplate, compile_url, value_at
 from approvals.policy.findings import finding as _finding
-from approvals.policy.indexed import STEPS, by_index
+from approvals.policy.rewrite import MESSAGES, STEPS, conversation, for_binding
 from approvals.policy.spec import ActionTypeSpec, RuleSpec
 
 # Wall-clock budget of one evaluation's rules. A compiled CEL call cannot be interrupted, so the
@@ -107,8 +107,8 @@ class Decision:
 
 def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     """Compile once per policy version: the schema validator and every rule's CEL program."""
-    # Each rule as the binding runs it: macros over the trajectory by index (approvals.policy.indexed).
-    texts = [by_index(rule.require) for rule in spec.rules]
+    # Each rule as the binding runs it cheaply (approvals.policy.rewrite).
+    texts = [for_binding(rule.require) for rule in spec.rules]
     rules = tuple(
         CompiledRule(spec=rule, program=cel.compile(text)) for rule, text in zip(spec.rules, texts, strict=True)
     )
@@ -122,7 +122,7 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
         version=version,
         validator=params_validator(spec.params_schema),
         rules=rules,
-        variables=frozenset((RULE_VARIABLES | {STEPS}) & referenced),
+        variables=frozenset((RULE_VARIABLES | {STEPS, MESSAGES}) & referenced),
         combined=combined,
         lookup_urls=lookup_urls,
         history_matches=history_matches,
@@ -169,9 +169,11 @@ def rule_context(policy: CompiledPolicy, proposal: Proposal, variables: frozense
         "lookups": proposal.lookups,
         "history": proposal.history,
     }
-    if STEPS in (policy.variables if variables is None else variables):
-        values[STEPS] = list(range(len(proposal.trajectory)))
     wanted = policy.variables if variables is None else variables
+    if STEPS in wanted:
+        values[STEPS] = list(range(len(proposal.trajectory)))
+    if MESSAGES in wanted:
+        values[MESSAGES] = conversation(proposal.trajectory)
     # The gate's functions (approvals.policy.language) are given at construction, not added after.
     return cel.Context({name: value for name, value in values.items() if name in wanted}, language.FUNCTIONS)
 

@@ -1,22 +1,29 @@
-"""Comprehensions over the trajectory, run by index.
+"""How rules are handed to the CEL binding: the same decisions, written so the binding runs them
+cheaply. Two rewrites, applied when a policy is compiled; findings, messages and the admin show each
+rule as written.
 
-The CEL binding (common-expression-language 0.10.0, on the `cel` crate 0.14.5) makes each step of
-a comprehension cost in proportion to the whole list it runs over: ``trajectory.exists(s, ...)``
-over 20 steps with tool results of a few kilobytes takes milliseconds, quadratic in the steps,
-while reading ``trajectory[i]`` costs a microsecond whatever the step holds. So, when a policy is
-compiled, each macro over the trajectory is written as the same macro over the steps' indices:
+**Macros over the trajectory, by index.** The binding (common-expression-language 0.10.0, on the
+`cel` crate 0.14.5) copies the value it binds to a comprehension's variable, so
+``trajectory.exists(s, ...)`` over 20 steps with tool results of a few kilobytes takes milliseconds,
+while reading ``trajectory[i]`` costs a microsecond whatever the step holds. So each macro over the
+trajectory becomes the same macro over the steps' indices:
 
     trajectory.exists(s, s.tool == 'x')    ->  _steps.exists(_s0, trajectory[_s0].tool == 'x')
     trajectory.filter(s, P(s))             ->  _steps.filter(_s0, P(trajectory[_s0])).map(_s0, trajectory[_s0])
     trajectory.map(s, P(s), F(s))          ->  _steps.filter(_s0, P(...)).map(_s0, F(...))
 
-where ``_steps`` is ``[0, 1, ..., len(trajectory) - 1]``, handed to CEL with the trajectory. The
-results are the same (tests/policy/test_indexed.py runs every rule of the example policies both
-ways on real trajectories, and generated expressions on generated trajectories). Only the rule
-text the binding runs changes: findings, messages and the admin show the rule as written.
+where ``_steps`` is ``[0, 1, ..., len(trajectory) - 1]``, handed to CEL with the trajectory.
 
-An expression this module cannot rewrite with certainty (the macro's variable bound again inside
-its body, a macro with an unexpected shape) is left as written: slower, never different.
+**The conversation, without the tool results.** A gate function that reads the conversation
+(``last_user_message``, ``user_said``, ``confirmed_after``: approvals.policy.language) receives its
+argument converted back to Python, the whole trajectory with every tool result. Given the bare
+``trajectory``, it is handed ``_messages`` instead: the message steps with their kind, role and
+content, all those functions read.
+
+tests/policy/test_rewrite.py runs every rule of the example policies both ways on the real airline
+proposals, and a table of shapes. An expression this module cannot rewrite with certainty (the
+macro's variable bound again inside its body, a macro of another shape) is left as written: slower,
+never different.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import re
 from dataclasses import dataclass
 
 STEPS = "_steps"  # the variable holding the trajectory's indices
+MESSAGES = "_messages"  # the variable holding the message steps, without tool calls
+# The gate's functions whose first argument is the trajectory and which read only its messages.
+_CONVERSATION_FUNCTIONS = ("last_user_message", "user_said", "confirmed_after")
 _MACROS = ("all", "exists", "exists_one", "map", "filter")
 
 _TOKEN = re.compile(
@@ -174,17 +184,51 @@ def _macro_at(tokens: list[_Token], index: int) -> tuple[str, int, int] | None:
     return tokens[macro].text, opening, _closing(tokens, opening)
 
 
-def by_index(expression: str) -> str:
-    """``expression`` with its macros over the trajectory run by index (see the module docstring),
-    or ``expression`` itself when it has none or cannot be rewritten with certainty."""
+def _messages_only(tokens: list[_Token]) -> list[_Token]:
+    """``tokens`` with the bare ``trajectory`` given to a conversation function as ``_messages``."""
+    out = list(tokens)
+    for index, token in enumerate(tokens):
+        if token.kind != "name" or token.text not in _CONVERSATION_FUNCTIONS:
+            continue
+        before = _code(tokens, index - 1, -1)
+        if before >= 0 and tokens[before].text == ".":
+            continue  # a field, or a method call: not the gate's function
+        opening = _code(tokens, index + 1)
+        argument = _code(tokens, opening + 1)
+        after = _code(tokens, argument + 1)
+        if (
+            after < len(tokens)
+            and tokens[opening].text == "("
+            and tokens[argument].kind == "name"
+            and tokens[argument].text == "trajectory"
+            and tokens[after].text in (",", ")")
+        ):
+            out[argument] = _Token("name", MESSAGES)
+    return out
+
+
+def conversation(trajectory: list[dict]) -> list[dict]:
+    """``_messages``: the message steps of a normalised trajectory, with what the conversation
+    functions read."""
+    return [
+        {"kind": "message", "role": step.get("role", ""), "content": step.get("content")}
+        for step in trajectory
+        if step.get("kind", "message") == "message"
+    ]
+
+
+def for_binding(expression: str) -> str:
+    """``expression`` as the binding should run it: both rewrites of the module docstring, or
+    ``expression`` itself when it has nothing to rewrite or cannot be rewritten with certainty."""
     if "trajectory" not in expression:
         return expression
     tokens = _tokens(expression)
     if "".join(t.text for t in tokens) != expression or any(
-        t.kind == "name" and (t.text == STEPS or re.fullmatch(r"_s[0-9]+", t.text)) for t in tokens
+        t.kind == "name" and (t.text in (STEPS, MESSAGES) or re.fullmatch(r"_s[0-9]+", t.text)) for t in tokens
     ):
         return expression
+    tokens = _messages_only(tokens)
     try:
         return _rewrite(tokens, 0)
     except _CannotRewrite:
-        return expression
+        return "".join(t.text for t in tokens)

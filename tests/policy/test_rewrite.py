@@ -1,6 +1,7 @@
-"""Macros over the trajectory, run by index (approvals/policy/indexed.py), decide exactly as the
-rules as written: every rule of the example policies on every real proposal of the airline runs,
-and a table of shapes on made-up trajectories, each run both ways through the real CEL binding."""
+"""Rules as the binding runs them (approvals/policy/rewrite.py: macros by index, the conversation
+without tool results) decide exactly as the rules as written: every rule of the example policies on
+every real proposal of the airline runs, and a table of shapes on made-up trajectories, each run
+both ways through the real CEL binding."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from approvals.policy import language, normalize_trajectory, parse_document
-from approvals.policy.indexed import STEPS, by_index
+from approvals.policy.rewrite import MESSAGES, STEPS, conversation, for_binding
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRLINE = ROOT / "examples" / "tau_bench_airline"
@@ -28,7 +29,8 @@ def program(expression: str) -> Any:
 
 
 def context_of(variables: dict[str, Any]) -> Any:
-    values = {**variables, STEPS: list(range(len(variables.get("trajectory") or [])))}
+    trajectory = variables.get("trajectory") or []
+    values = {**variables, STEPS: list(range(len(trajectory))), MESSAGES: conversation(trajectory)}
     return cel.Context(values, language.FUNCTIONS)
 
 
@@ -40,7 +42,7 @@ def run(expression: str, context: Any) -> Any:
 
 
 def both_ways(expression: str, context: Any) -> tuple[Any, Any]:
-    return run(expression, context), run(by_index(expression), context)
+    return run(expression, context), run(for_binding(expression), context)
 
 
 def airline_cases() -> list[tuple[str, dict[str, Any]]]:
@@ -70,7 +72,7 @@ def test_every_example_rule_decides_the_same_by_index_on_every_real_proposal(pol
     cases = airline_cases()
     compared = rewritten = 0
     for spec in specs:
-        rewritten += sum(by_index(rule.require) != rule.require for rule in spec.rules)
+        rewritten += sum(for_binding(rule.require) != rule.require for rule in spec.rules)
         for action_type, variables in cases:
             if action_type != spec.name:
                 continue
@@ -122,13 +124,19 @@ SHAPES = [
     "trajectory.exists(s, [1].exists(s, s == 1))",
     "context.trajectory.exists(s, s == 1)",
     "trajectory.size() == 5 && trajectory[1].result.total == 120.0",
-    # Lists of the gate's functions.
+    # The gate's functions: over a step's text, and over the conversation.
     "trajectory.exists(s, s.role == 'user' && affirmative(s.content))",
+    "affirmative(last_user_message(trajectory))",
+    "user_said(trajectory, 'refund') && !user_said(trajectory, 'cancel')",
+    "confirmed_after(trajectory, ['20']) && trajectory.size() == 5",
+    "[last_user_message(trajectory)].all(last, last == 'yes')",
+    "last_user_message(trajectory.filter(s, s.kind == 'message')) == 'yes'",
+    "last_user_message(trajectory + []) == 'yes'",
 ]
 
 
 @pytest.mark.parametrize("expression", SHAPES)
-def test_each_shape_decides_the_same_by_index(expression: str) -> None:
+def test_each_shape_decides_the_same_for_binding(expression: str) -> None:
     variables = {
         "params": {"order_id": "A-1", "amount": 20.0},
         "context": {"trajectory": [1]},
@@ -141,8 +149,11 @@ def test_each_shape_decides_the_same_by_index(expression: str) -> None:
 
 
 def test_what_is_rewritten_and_what_is_left_as_written() -> None:
-    assert by_index("trajectory.exists(s, s.tool == 'x')") == f"{STEPS}.exists(_s0,  trajectory[_s0].tool == 'x')"
-    assert by_index("trajectory.filter(s, s.tool == 'x')") == (
+    assert for_binding("trajectory.exists(s, s.tool == 'x')") == f"{STEPS}.exists(_s0,  trajectory[_s0].tool == 'x')"
+    assert for_binding("user_said(trajectory, 'x') || user_said( trajectory )") == (
+        f"user_said({MESSAGES}, 'x') || user_said( {MESSAGES} )"
+    )
+    assert for_binding("trajectory.filter(s, s.tool == 'x')") == (
         f"{STEPS}.filter(_s0,  trajectory[_s0].tool == 'x').map(_s0, trajectory[_s0])"
     )
     for unchanged in (
@@ -151,5 +162,6 @@ def test_what_is_rewritten_and_what_is_left_as_written() -> None:
         "size(trajectory) > 2",
         "trajectory.exists(s, s.tool == 'x'",  # does not compile: left for the import's error
         "[_steps].size() > 0 && trajectory.exists(s, true)",  # the name the rewrite uses is taken
+        "x.user_said(trajectory) && user_said(trajectory + [], 'x')",  # a method; not the bare list
     ):
-        assert by_index(unchanged) == unchanged
+        assert for_binding(unchanged) == unchanged
