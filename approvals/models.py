@@ -73,6 +73,8 @@ class ActionType(models.Model):
     lookups = models.JSONField(default=list, blank=True)
     history = models.JSONField(default=list, blank=True)
     identity_params = models.JSONField(null=True, blank=True)
+    # Example proposals and their expected decisions (contract §6.2), as the policy file writes them.
+    tests = models.JSONField(default=list, blank=True)
     # The gate-wide policy version at which this type's policy was last set.
     policy_version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -23,13 +23,14 @@ def _write_action_type(spec: policy.ActionTypeSpec, version: int) -> ActionType:
     fields = {
         name: getattr(spec, name)
         for name in policy.ActionTypeSpec.__dataclass_fields__
-        if name not in ("name", "rules", *policy.EVIDENCE_FIELDS)
+        if name not in ("name", "rules", "tests", *policy.EVIDENCE_FIELDS)
     }
     evidence = spec.evidence_document()
     fields.update(
         lookups=evidence.get("lookups", []),
         history=evidence.get("history", []),
         identity_params=evidence.get("identity_params"),
+        tests=spec.tests_document(),
     )
     action_type, _ = ActionType.objects.update_or_create(name=spec.name, defaults={**fields, "policy_version": version})
     action_type.rules.all().delete()

@@ -179,11 +179,17 @@ def action_type_at_version(pk: int, version: int) -> ActionType:
     return found
 
 
-def action_type_spec(action_type: ActionType) -> policy.ActionTypeSpec:
-    rules = tuple(
-        policy.RuleSpec(name=r.name, require=r.require, on_fail=r.on_fail, risk=r.risk, message=r.message)
-        for r in action_type.rules.order_by("position", "id")
-    )
+def action_type_spec(
+    action_type: ActionType, *, rules: tuple[policy.RuleSpec, ...] | None = None
+) -> policy.ActionTypeSpec:
+    """The policy of a type as stored, or, with ``rules``, as an edit (the admin's form and its
+    rules, not yet saved) would make it."""
+    if rules is None:
+        rules = tuple(
+            policy.RuleSpec(name=r.name, require=r.require, on_fail=r.on_fail, risk=r.risk, message=r.message)
+            for r in action_type.rules.order_by("position", "id")
+        )
+    evidence = policy.evidence_fields(action_type.lookups, action_type.history, action_type.identity_params)
     return policy.ActionTypeSpec(
         name=action_type.name,
         params_schema=action_type.params_schema,
@@ -201,7 +207,8 @@ def action_type_spec(action_type: ActionType) -> policy.ActionTypeSpec:
         review_sla_minutes=action_type.review_sla_minutes,
         expire_after_minutes=action_type.expire_after_minutes,
         rules=rules,
-        **policy.evidence_fields(action_type.lookups, action_type.history, action_type.identity_params),
+        **evidence,
+        tests=policy.stored_tests(action_type.tests, lookups=evidence["lookups"], history=evidence["history"]),
     )
 
 

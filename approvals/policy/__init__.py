@@ -19,13 +19,16 @@ from approvals.policy.spec import (
     EVIDENCE_FIELDS,
     ActionTypeSpec,
     PolicyError,
+    PolicyTestSpec,
     RuleSpec,
     build_document,
     check_cel_expression,
     check_json_schema,
     parse_action_type,
     parse_document,
+    stored_tests,
 )
+from approvals.policy.testing import PolicyTestResult, PolicyTestsFailed, policy_tests_check, policy_tests_run
 from approvals.policy.trajectory import TrajectoryError, normalize_trajectory
 
 __all__ = [
@@ -40,6 +43,9 @@ __all__ = [
     "HistorySpec",
     "LookupSpec",
     "PolicyError",
+    "PolicyTestResult",
+    "PolicyTestSpec",
+    "PolicyTestsFailed",
     "Proposal",
     "RuleSpec",
     "TrajectoryError",
@@ -56,4 +62,7 @@ __all__ = [
     "parse_action_type",
     "parse_document",
     "policy_evaluate",
+    "policy_tests_check",
+    "policy_tests_run",
+    "stored_tests",
 ]
