@@ -24,6 +24,10 @@ def load_policy_file(path: str) -> Any:
         raise CommandError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 class Command(BaseCommand):
     help = "Create or replace the action types a policy file (YAML or JSON) names; all or nothing."
 
