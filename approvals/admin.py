@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import yaml
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -18,6 +20,9 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from approvals import policy
+from approvals.errors import UnsafePolicyChange
+from approvals.evaluation.policy_confirm import accepted_ids, policy_change_confirm
+from approvals.gate import selectors
 from approvals.gate.agents import AGENT_SETTINGS, agent_revoke_tokens, agent_rotate_token, agent_update
 from approvals.gate.policies import action_type_policy_changed
 from approvals.integrations.services import webhook_redeliver
@@ -74,9 +79,42 @@ class RuleInlineForm(forms.ModelForm):
         return cleaned
 
 
+class RuleFormSet(forms.BaseInlineFormSet):
+    """The rules of a type as edited; once they and the type's fields are valid, the type's policy
+    tests run on the edit (contract §6.2): a failing test refuses the save, with what it got."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        edited = sorted(
+            (form.cleaned_data for form in self.forms if form.cleaned_data and not form.cleaned_data.get("DELETE")),
+            key=lambda data: data.get("position") or 0,
+        )
+        rules = tuple(
+            policy.RuleSpec(
+                name=data["name"],
+                require=data["require"],
+                on_fail=data["on_fail"],
+                risk=data["risk"],
+                message=data.get("message") or "",
+            )
+            for data in edited
+        )
+        try:
+            spec = selectors.action_type_spec(self.instance, rules=rules)
+            policy.parse_action_type(spec.to_document(), "action_type")
+        except (policy.PolicyError, ValueError):
+            return  # the type's own form says what is wrong
+        failures = [result for result in policy.policy_tests_run([spec]) if not result.passed]
+        if failures:
+            raise ValidationError([f"Policy test failed: {failure.report()}" for failure in failures])
+
+
 class RuleInline(admin.TabularInline):
     model = Rule
     form = RuleInlineForm
+    formset = RuleFormSet
     extra = 0
 
 
@@ -123,7 +161,7 @@ class ActionTypeAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "mode"]
     search_fields = ["name", "description"]
-    readonly_fields = ["policy_version", "updated_at", "evaluation"]
+    readonly_fields = ["policy_version", "updated_at", "evaluation", "policy_tests"]
 
     @admin.display(description="Evaluation")
     def evaluation(self, obj: ActionType) -> str:
@@ -132,10 +170,48 @@ class ActionTypeAdmin(admin.ModelAdmin):
         url = f"{reverse('evaluation-dashboard')}?{urlencode({'sweep': obj.name, 'window': 'all'})}#sweep"
         return format_html('<a href="{}">Threshold sweep, recommendation and rule health for {}</a>', url, obj.name)
 
+    @admin.display(description="Policy tests")
+    def policy_tests(self, obj: ActionType) -> str:
+        """The type's tests as its policy file wrote them (import_policies sets them); they run on every save."""
+        if not obj.tests:
+            return "-"
+        text = yaml.safe_dump(obj.tests, sort_keys=False, allow_unicode=True, width=110)
+        return format_html('<pre class="policy-tests">{}</pre>', text)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except UnsafePolicyChange as refusal:
+            # Raised inside the admin's transaction, which undid the whole save: ask before going live.
+            return policy_change_confirm(
+                request,
+                refusal,
+                base_template="admin/base_site.html",
+                cancel_url=request.path,
+                context=self.admin_site.each_context(request),
+            )
+        except policy.PolicyError as exc:
+            messages.error(request, "Nothing saved: " + "; ".join(exc.errors))
+            return HttpResponseRedirect(request.path)
+
+    def save_model(self, request: HttpRequest, obj: ActionType, form: Any, change: bool) -> None:
+        """Saved in save_related, after the live policy is read, with its rules, through the service."""
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        action_type = form.instance
+        # The policy that is live until this save: what the safety net compares the edit with.
+        before = selectors.action_type_spec(ActionType.objects.get(pk=action_type.pk)) if change else None
         with transaction.atomic():
+            super().save_model(request, action_type, form, change)
             super().save_related(request, form, formsets, change)
-            version = action_type_policy_changed(action_type=form.instance, actor=f"user:{request.user.get_username()}")
+            version = action_type_policy_changed(
+                action_type=action_type,
+                actor=f"user:{request.user.get_username()}",
+                before=before,
+                accept_risk=accepted_ids(request),
+            )
         messages.info(request, f"Saved as policy_version {version}.")
 
 

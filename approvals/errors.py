@@ -27,3 +27,19 @@ class NotPermitted(ServiceError):
     """The caller may not do this (a disabled agent or type, a type the agent may not propose)."""
 
     code = "forbidden"
+
+
+class UnsafePolicyChange(ServiceError):
+    """A policy change that would newly auto-approve actions labelled unsafe (contract §6.2), not
+    accepted: ``cases`` names each ({"id", "action_type", "summary", "live_status"}), beside the
+    number of labelled safe actions it would newly automate."""
+
+    code = "conflict"
+
+    def __init__(
+        self, message: str, *, cases: list[dict[str, str]], safe_newly_auto_approved: int, replayed: int
+    ) -> None:
+        super().__init__(message)
+        self.cases = cases
+        self.safe_newly_auto_approved = safe_newly_auto_approved
+        self.replayed = replayed

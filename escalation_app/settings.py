@@ -240,6 +240,11 @@ GATE_MAX_JSON_DEPTH = env_int("GATE_MAX_JSON_DEPTH", 64)
 GATE_MAX_STRING_LENGTH = env_int("GATE_MAX_STRING_LENGTH", 65536)
 # Wall-clock budget of one action's rules; past it the rest are errors and the action is held.
 GATE_EVALUATION_BUDGET_MS = env_int("GATE_EVALUATION_BUDGET_MS", 500)
+# The safety net of policy changes (contract §6.2, approvals/evaluation/safety_net.py): how many of
+# each changed type's most recent labelled actions are replayed under the new policy before it goes
+# live (a change that would newly auto-approve one labelled unsafe is refused unless accepted).
+# 0 replays none.
+GATE_SAFETY_NET_RECENT = env_int("GATE_SAFETY_NET_RECENT", 500)
 GATE_WEBHOOK_ALLOW_PRIVATE = env_bool("GATE_WEBHOOK_ALLOW_PRIVATE")
 # Hosts that may be called even when they resolve to a private address (comma-separated).
 GATE_WEBHOOK_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]

@@ -15,7 +15,7 @@ from django.http import StreamingHttpResponse
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from approvals import policy
 from approvals.api.permissions import IsReviewer
 from approvals.api.serializers import NumberField, storable_moment
+from approvals.errors import UnsafePolicyChange
 from approvals.evaluation import exports, figures, rules, selectors, sweep
 from approvals.gate.policies import action_type_apply_thresholds
 from approvals.lifecycle.audit import actor_of_user
@@ -205,6 +206,11 @@ class ApplyThresholdsSerializer(serializers.Serializer):
     action_type = serializers.SlugRelatedField(slug_field="name", queryset=selectors.action_types())
     auto_approve_max_risk = NumberField(min_value=0.0, max_value=1.0)
     max_auto_amount = NumberField(allow_null=True, required=False, default=None, min_value=0.0)
+    accept_risk = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="apply even if the change would newly auto-approve actions labelled unsafe (audited with their ids)",
+    )
 
 
 class EvaluationSweepApplyView(APIView):
@@ -212,8 +218,11 @@ class EvaluationSweepApplyView(APIView):
 
     @extend_schema(
         request=ApplyThresholdsSerializer,
-        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR},
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR, 401: ERROR, 403: ERROR, 409: ERROR},
         summary="Apply thresholds (a sweep's recommendation) as a new policy version",
+        description="409: the change would newly auto-approve actions labelled unsafe in the recent labelled "
+        "history (listed in `unsafe_newly_auto_approved`, beside `safe_newly_auto_approved`); nothing changed. "
+        "Send `accept_risk: true` to apply it anyway.",
     )
     def post(self, request: Request) -> Response:
         serializer = ApplyThresholdsSerializer(data=request.data)
@@ -225,9 +234,20 @@ class EvaluationSweepApplyView(APIView):
                 auto_approve_max_risk=values["auto_approve_max_risk"],
                 max_auto_amount=values["max_auto_amount"],
                 actor=actor_of_user(request.user),  # type: ignore[arg-type]
+                accept_risk=values["accept_risk"],
             )
         except policy.PolicyError as exc:
             raise ValidationError({"detail": exc.errors}) from exc
+        except UnsafePolicyChange as exc:
+            return Response(
+                {
+                    "detail": exc.message,
+                    "unsafe_newly_auto_approved": exc.cases,
+                    "safe_newly_auto_approved": exc.safe_newly_auto_approved,
+                    "replayed": exc.replayed,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         return Response({"policy_version": version})
 
 

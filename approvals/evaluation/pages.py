@@ -25,7 +25,9 @@ from django.views.decorators.http import require_POST
 
 from approvals import policy
 from approvals.api.permissions import reviewer_required
+from approvals.errors import UnsafePolicyChange
 from approvals.evaluation import figures, rules, selectors, stats, sweep
+from approvals.evaluation.policy_confirm import accepted_ids, policy_change_confirm
 from approvals.evaluation.services import whatif_start
 from approvals.gate import selectors as gate_selectors
 from approvals.gate.policies import action_type_apply_thresholds
@@ -315,10 +317,13 @@ def evaluation_apply(request: HttpRequest) -> HttpResponse:
             auto_approve_max_risk=risk,
             max_auto_amount=amount,
             actor=actor_of_user(request.user),  # type: ignore[arg-type]
+            accept_risk=accepted_ids(request),
         )
     except policy.PolicyError as exc:
         messages.error(request, "Nothing applied: " + "; ".join(exc.errors))
         return redirect(back)
+    except UnsafePolicyChange as refusal:
+        return policy_change_confirm(request, refusal, base_template="base.html", cancel_url=back)
     amount_text = "" if amount is None else f", max_auto_amount {amount:g}"
     messages.success(
         request, f"{name}: auto_approve_max_risk {risk:g}{amount_text} is live as policy_version {version}."

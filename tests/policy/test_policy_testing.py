@@ -164,7 +164,7 @@ def test_canned_answers_must_name_the_types_own_lookups_and_history() -> None:
 
 
 def test_tests_round_trip_through_the_export_format() -> None:
-    document = {
+    document: dict[str, Any] = {
         "version": 1,
         "action_types": [
             with_tests(
