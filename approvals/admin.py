@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from approvals import policy
@@ -172,11 +172,18 @@ class ActionTypeAdmin(admin.ModelAdmin):
 
     @admin.display(description="Policy tests")
     def policy_tests(self, obj: ActionType) -> str:
-        """The type's tests as its policy file wrote them (import_policies sets them); they run on every save."""
-        if not obj.tests:
+        """The type's tests (set by import_policies; every save must pass them): each name and the
+        decision it expects, and the tests as the policy file writes them."""
+        if obj.pk is None or not obj.tests:
             return "-"
-        text = yaml.safe_dump(obj.tests, sort_keys=False, allow_unicode=True, width=110)
-        return format_html('<pre class="policy-tests">{}</pre>', text)
+        tests = selectors.action_type_spec(obj).tests_document()
+        text = yaml.safe_dump(tests, sort_keys=False, allow_unicode=True, width=110)
+        names = format_html_join("", "<li>{} <code>{}</code></li>", ((t["name"], t["expect"]) for t in tests))
+        return format_html(
+            '<ul class="policy-tests">{}</ul><details><summary>As in the policy file</summary><pre>{}</pre></details>',
+            names,
+            text,
+        )
 
     def changeform_view(
         self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
