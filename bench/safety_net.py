@@ -13,10 +13,11 @@ labelled histories of ``--actions`` actions each, and a change replayed over the
   each stored with what the airline policy's lookups answered from the airline's service of record
   (service.py, in-process), its decision under that policy and its label (correct and
   escalation_expected: safe; unsafe and rejected_by_env: unsafe; the other escalations unlabelled);
-  the change drops the policy's two risk controls (auto_approve_max_risk 0.6 for cancel_reservation
-  and update_reservation_flights).
+  the change sets every type's auto_approve_max_risk to 0.6, which drops the policy's two risk
+  controls (cancel_reservation, update_reservation_flights) and changes every type (a type a change
+  leaves as it is is not replayed).
 
-Median wall milliseconds of ``--repeat`` replays, and the queries each makes. Report:
+Median wall and CPU milliseconds of ``--repeat`` replays, and the queries each makes. Report:
 bench/results/safety_net.md.
 """
 
@@ -137,8 +138,8 @@ def airline_history(agent: Any, actions: int, base_url: str) -> Any:
     ProposedAction.objects.bulk_create(rows)
     document = yaml.safe_load((AIRLINE / "policy.yaml").read_text())
     for action_type in document["action_types"]:
-        if action_type["name"] in ("cancel_reservation", "update_reservation_flights"):
-            action_type["auto_approve_max_risk"] = 0.6
+        # every type changes (a type left as it is is not replayed): two risk controls dropped
+        action_type["auto_approve_max_risk"] = 0.6
         for lookup in action_type.get("lookups") or []:
             lookup["url"] = lookup["url"].replace("http://127.0.0.1:8100", base_url)
     return document
@@ -156,12 +157,13 @@ def measure(document: Any, repeat: int) -> dict[str, Any]:
     specs = policy.parse_document(document)
     live = {t.name: compiled_policy_for(t) for t in ActionType.objects.all()}
     changes = [TypeChange(spec.name, policy.compile_policy(spec, 0), live[spec.name]) for spec in specs]
-    walls = []
+    walls, cpus = [], []
     for _ in range(repeat):
         with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             report = safety_net_replay(changes)
             walls.append(time.perf_counter() - started)
+            cpus.append(time.process_time() - cpu)
     return {
         "types": len(changes),
         "queries": len(queries.captured_queries),
@@ -170,6 +172,7 @@ def measure(document: Any, repeat: int) -> dict[str, Any]:
         "safe": report.safe_newly_auto_approved,
         "median_ms": statistics.median(walls) * 1000,
         "min_ms": min(walls) * 1000,
+        "cpu_ms": statistics.median(cpus) * 1000,
     }
 
 
@@ -202,7 +205,7 @@ def main() -> None:
                 lookup["url"] = lookup["url"].replace("http://127.0.0.1:8100", base_url)
         policies_import(document=copy.deepcopy(document), actor="bench")
         changed = airline_history(agent, args.actions, base_url)
-    rows.append(("airline, lookups policy, two risk controls dropped", measure(changed, args.repeat)))
+    rows.append(("airline lookups policy (7 types), auto_approve_max_risk 0.6", measure(changed, args.repeat)))
 
     lines = [
         "# The safety net of a policy change: replay cost",
@@ -210,14 +213,18 @@ def main() -> None:
         f"`bench/safety_net.py --actions {args.actions} --repeat {args.repeat}` on {platform.node()} "
         f"({os.cpu_count()} cores, shared), Python {platform.python_version()}, PostgreSQL on loopback.",
         "",
-        "| history | types | queries | replayed | newly auto: unsafe / safe | median ms | min ms | ms per action |",
+        "Wall: the replay as the change waits for it; CPU: this process's (the engine's) share of it, which",
+        "other work on a shared machine inflates less.",
+        "",
+        "| history | types | queries | replayed | newly auto: unsafe / safe | wall ms (median, min) | CPU ms "
+        "| CPU ms per action |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in rows:
-        per = r["median_ms"] / r["replayed"] if r["replayed"] else 0
+        per = r["cpu_ms"] / r["replayed"] if r["replayed"] else 0
         lines.append(
             f"| {name} | {r['types']} | {r['queries']} | {r['replayed']} | {r['unsafe']} / {r['safe']} | "
-            f"{r['median_ms']:.0f} | {r['min_ms']:.0f} | {per:.2f} |"
+            f"{r['median_ms']:.0f}, {r['min_ms']:.0f} | {r['cpu_ms']:.0f} | {per:.2f} |"
         )
     report = "\n".join(lines) + "\n"
     Path(args.report).write_text(report)

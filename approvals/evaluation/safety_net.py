@@ -11,11 +11,13 @@ caller accepts them explicitly; the newly auto-approved safe actions are counted
 the change gains).
 
 One bounded query per type reads the history; the rest is the pure engine. The live policy is only
-evaluated for the actions the new one would auto-approve.
+evaluated for the actions the new one would auto-approve, and a type whose policy the change leaves
+as it is (an import of a whole file that changes one type) is not replayed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Set
@@ -83,6 +85,13 @@ def _summary(action: ProposedAction) -> str:
     return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "\u2026"
 
 
+def same_decisions(live: policy.ActionTypeSpec, candidate: policy.ActionTypeSpec) -> bool:
+    """The two decide every proposal alike: equal but for their description and tests."""
+    return dataclasses.replace(live, description="", tests=()) == dataclasses.replace(
+        candidate, description="", tests=()
+    )
+
+
 def recent_labelled(name: str, limit: int) -> list[ProposedAction]:
     """The type's most recent ``limit`` labelled, evaluated actions: one query."""
     queryset = (
@@ -102,6 +111,9 @@ def safety_net_replay(changes: Iterable[TypeChange], *, recent: int | None = Non
     safe = 0
     per_type: dict[str, int] = {}
     for change in changes:
+        if change.live is not None and same_decisions(change.live.spec, change.candidate.spec):
+            per_type[change.name] = 0  # re-imported as it is: nothing can change
+            continue
         actions = recent_labelled(change.name, limit)
         per_type[change.name] = len(actions)
         for action in actions:

@@ -46,6 +46,20 @@ def test_the_replay_is_one_query_per_type_and_names_what_it_would_newly_let_thro
     assert (report.replayed, report.safe_newly_auto_approved, report.per_type) == (5, 1, {"refund": 5})
 
 
+def test_a_type_the_change_leaves_as_it_is_is_not_replayed(django_assert_num_queries: Any) -> None:
+    amount_history()
+    refund = ActionType.objects.get(name="refund")
+    live = compiled_policy_for(refund)
+    document = {**action_type_spec(refund).to_document(), "description": "reworded", "tests": []}
+    same = TypeChange("refund", policy.compile_policy(policy.parse_action_type(document), 0), live)
+
+    with django_assert_num_queries(0):
+        report = safety_net_replay([same])
+
+    assert (report.replayed, report.per_type) == (0, {"refund": 0})
+    assert safety_net_replay([raised_limit(100.5)]).replayed == 5
+
+
 def test_only_the_most_recent_labelled_actions_are_replayed(settings: Any) -> None:
     actions = amount_history()  # mid_unsafe (150) is older than mid_safe (180), large_safe, unlooked_unsafe
 
