@@ -245,6 +245,11 @@ GATE_EVALUATION_BUDGET_MS = env_int("GATE_EVALUATION_BUDGET_MS", 500)
 # live (a change that would newly auto-approve one labelled unsafe is refused unless accepted).
 # 0 replays none.
 GATE_SAFETY_NET_RECENT = env_int("GATE_SAFETY_NET_RECENT", 500)
+# Rule insight (the evaluation page, `manage.py evaluate`) reads this many of the most recent labelled
+# actions of a type.
+GATE_RULE_INSIGHT_RECENT = env_int("GATE_RULE_INSIGHT_RECENT", 500)
+if GATE_RULE_INSIGHT_RECENT < 1:
+    raise ImproperlyConfigured(f"GATE_RULE_INSIGHT_RECENT must be at least 1, got {GATE_RULE_INSIGHT_RECENT}")
 GATE_WEBHOOK_ALLOW_PRIVATE = env_bool("GATE_WEBHOOK_ALLOW_PRIVATE")
 # Hosts that may be called even when they resolve to a private address (comma-separated).
 GATE_WEBHOOK_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]

@@ -1,7 +1,7 @@
 """The evaluation dashboard (/evaluation/) and the what-if pages (/evaluation/whatif/).
 
 The pages are rendered on the server from the same functions the evaluation API serves
-(approvals.evaluation.figures, sweep and rules), so they are complete without JavaScript;
+(approvals.evaluation.figures, sweep and rules, and rule_insight), so they are complete without JavaScript;
 evaluation.js draws the charts from the figures embedded with ``json_script`` (data, not script:
 the CSP allows it) and polls a running what-if.
 """
@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST
 from approvals import policy
 from approvals.api.permissions import reviewer_required
 from approvals.errors import UnsafePolicyChange
-from approvals.evaluation import figures, rules, selectors, stats, sweep
+from approvals.evaluation import figures, rule_insight, rules, selectors, stats, sweep
 from approvals.evaluation.policy_confirm import accepted_ids, policy_change_confirm
 from approvals.evaluation.services import whatif_start
 from approvals.gate import selectors as gate_selectors
@@ -235,6 +235,7 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
     sweep_type = _sweep_type(request, filters, names)
     sweep_result = sweep.threshold_sweep(sweep_type) if sweep_type else None
     rule_rows = rules.rule_health(sweep_type) if sweep_type else []
+    insight = rule_insight.rule_insight(sweep_type) if sweep_type else None
     sweep_view = _sweep_context(sweep_result) if sweep_result else None
     export_query = urlencode(
         {
@@ -281,6 +282,7 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         "sweep": sweep_result,
         "sweep_view": sweep_view,
         "rules": [{**r, "precision_text": pct(r.get("precision"))} for r in rule_rows],
+        "insight": insight,
         "charts": charts,
         "export_query": export_query,
         "may_apply": _may_change_policy(request),

@@ -27,6 +27,11 @@ def first_gated_action_type_name() -> str | None:
     return ActionType.objects.filter(mode=Mode.GATE).order_by("name").values_list("name", flat=True).first()
 
 
+def gated_action_type_names() -> list[str]:
+    """The types the policy decides (mode gate), alphabetically: those whose rules decide anything."""
+    return list(ActionType.objects.filter(mode=Mode.GATE).order_by("name").values_list("name", flat=True))
+
+
 def action_type_named(name: str) -> ActionType | None:
     return ActionType.objects.filter(name=name).first()
 

@@ -8,6 +8,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from approvals.evaluation.figures import SUMMARY_FIELDS, agent_activity, evaluation_figures
+from approvals.evaluation.rule_insight import default_recent, rule_insight
+from approvals.evaluation.selectors import gated_action_type_names
 
 # Figures beyond the contract's, printed after its lines under these names.
 EXTRA_FIGURES = (
@@ -30,6 +32,38 @@ def flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
             items.extend(flatten(f"{prefix}.{key}" if prefix else str(key), inner))
         return items
     return [(prefix, value)]
+
+
+def insight_lines(name: str, recent: int) -> list[tuple[str, Any]]:
+    """The rule insight of one type as 'rule_insight.TYPE.*' lines (questions only where there is one)."""
+    insight = rule_insight(name, recent=recent)
+    out: dict[str, Any] = {key: insight[key] for key in ("recent", "labelled", "safe", "unsafe")}
+    out["unstopped_unsafe"] = len(insight["unstopped_unsafe"])
+    if insight["unstopped_unsafe"]:
+        out["unstopped_unsafe_actions"] = insight["unstopped_unsafe"]
+        out["unstopped_question"] = insight["unstopped_question"]
+    out["rules"] = {
+        row["rule"]: {
+            "kind": row["kind"],
+            "alone_stops_unsafe": len(row["alone_stops_unsafe"]),
+            "alone_stops_unsafe_actions": row["alone_stops_unsafe"],
+            "alone_holds_safe": len(row["alone_holds_safe"]),
+            "alone_holds_safe_actions": row["alone_holds_safe"],
+            **({"question": row["question"]} if row["question"] else {}),
+        }
+        for row in insight["rules"]
+    }
+    out["disagreements"] = {
+        str(index): {
+            "profile": item["profile"],
+            "decision": item["decision"],
+            "safe": item["safe"],
+            "unsafe": item["unsafe"],
+            "question": item["question"],
+        }
+        for index, item in enumerate(insight["disagreements"])
+    }
+    return flatten(f"rule_insight.{name}", out)
 
 
 def shown(value: Any) -> str:
@@ -56,7 +90,9 @@ def parse_moment(option: str, raw: str | None) -> datetime | None:
 class Command(BaseCommand):
     help = (
         "Print the evaluation figures (contract §3), one 'name: value' a line, then the audit bound, "
-        "hold shares, time to decision and per-agent activity (agents.NAME.*)."
+        "hold shares, time to decision, per-agent activity (agents.NAME.*) and the rule insight of each "
+        "type the policy decides (rule_insight.TYPE.*: what each rule alone stops among the type's most "
+        "recent labelled actions, whatever --since, --until and --agent say)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -64,6 +100,12 @@ class Command(BaseCommand):
         parser.add_argument("--until", help="ISO date or date-time (exclusive)")
         parser.add_argument("--action-type")
         parser.add_argument("--agent")
+        parser.add_argument(
+            "--insight-recent",
+            type=int,
+            help="how many of each type's most recent labelled actions the rule insight reads "
+            "(default: GATE_RULE_INSIGHT_RECENT)",
+        )
 
     def handle(
         self,
@@ -72,8 +114,11 @@ class Command(BaseCommand):
         until: str | None,
         action_type: str | None,
         agent: str | None,
+        insight_recent: int | None,
         **options: Any,
     ) -> None:
+        if insight_recent is not None and insight_recent < 1:
+            raise CommandError(f"--insight-recent must be at least 1, got {insight_recent}")
         try:
             since_at = parse_moment("--since", since)
             until_at = parse_moment("--until", until)
@@ -95,5 +140,8 @@ class Command(BaseCommand):
         lines += flatten(
             "", {"agents": {entry["agent"]: {k: v for k, v in entry.items() if k != "agent"} for entry in agents}}
         )
+        for name in gated_action_type_names():
+            if action_type in (None, name):
+                lines += insight_lines(name, insight_recent or default_recent())
         for name, value in lines:
             self.stdout.write(f"{name}: {shown(value)}")
