@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from approvals import policy
 from approvals.gate import statements
-from approvals.models import ActionType, Agent, Label, ProposedAction, RememberedApproval, Status
+from approvals.models import ActionType, Agent, Label, PolicyVersion, ProposedAction, RememberedApproval, Status
 
 # --- actions ------------------------------------------------------------------------------------
 
@@ -232,6 +232,15 @@ def compiled_policy_for(action_type: ActionType) -> policy.CompiledPolicy:
 def policy_document_current() -> dict[str, Any]:
     types = ActionType.objects.prefetch_related("rules").order_by("name")
     return policy.build_document([action_type_spec(t) for t in types])
+
+
+def policy_versions() -> QuerySet[PolicyVersion]:
+    """Every recorded policy version, newest first, without its document (read when iterated)."""
+    return PolicyVersion.objects.order_by("-number").defer("document")
+
+
+def policy_version_numbered(number: int) -> PolicyVersion | None:
+    return PolicyVersion.objects.filter(number=number).first()
 
 
 def action_type_names() -> list[str]:
