@@ -3,18 +3,20 @@ saved, every change records a new policy version, and statuses are never edited 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
@@ -25,6 +27,7 @@ from approvals.evaluation.policy_confirm import accepted_ids, policy_change_conf
 from approvals.gate import selectors
 from approvals.gate.agents import AGENT_SETTINGS, agent_revoke_tokens, agent_rotate_token, agent_update
 from approvals.gate.policies import action_type_policy_changed
+from approvals.gate.policy_diff import policy_diff
 from approvals.integrations.services import webhook_redeliver
 from approvals.models import (
     ActionType,
@@ -66,11 +69,34 @@ def _parse_rule(data: dict[str, Any], place: str) -> policy.RuleSpec:
     return rule
 
 
+def _rows_for(text: str, *, least: int, most: int, width: int = 100) -> int:
+    """Enough rows of a textarea to show ``text`` (wrapped at about ``width``) without scrolling."""
+    lines = sum(1 + len(line) // width for line in text.splitlines()) if text else 0
+    return max(least, min(most, lines + 1))
+
+
+class PrettyJSONField(forms.JSONField):
+    """JSON shown indented, to be read and edited; what is saved is the same value."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, InvalidJSONInput):  # what the admin typed, kept to be corrected
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
 class RuleInlineForm(forms.ModelForm):
     class Meta:
         model = Rule
         fields = ["position", "name", "require", "on_fail", "risk", "message"]
-        widgets = {"require": forms.Textarea(attrs={"rows": 2, "cols": 80})}
+        widgets = {
+            "require": forms.Textarea(attrs={"class": "cel-source", "rows": 3, "spellcheck": "false"}),
+            "message": forms.TextInput(attrs={"class": "vLargeTextField"}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        text = str(self["require"].value() or "")
+        self.fields["require"].widget.attrs["rows"] = _rows_for(text, least=3, most=24)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -111,14 +137,27 @@ class RuleFormSet(forms.BaseInlineFormSet):
             raise ValidationError([f"Policy test failed: {failure.report()}" for failure in failures])
 
 
-class RuleInline(admin.TabularInline):
+class RuleInline(admin.StackedInline):
+    """One rule a block, its CEL in a monospaced box as wide as the page allows."""
+
     model = Rule
     form = RuleInlineForm
     formset = RuleFormSet
     extra = 0
+    fields = [("name", "position"), "require", ("on_fail", "risk"), "message"]
 
 
 class ActionTypeForm(forms.ModelForm):
+    params_schema = PrettyJSONField(
+        widget=forms.Textarea(attrs={"class": "json-source", "rows": 8, "spellcheck": "false"}),
+        help_text="A JSON Schema (draft 2020-12) that the params must match.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        text = str(self["params_schema"].value() or "")
+        self.fields["params_schema"].widget.attrs["rows"] = _rows_for(text, least=8, most=40)
+
     class Meta:
         model = ActionType
         fields = [
@@ -162,6 +201,9 @@ class ActionTypeAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "mode"]
     search_fields = ["name", "description"]
     readonly_fields = ["policy_version", "updated_at", "evaluation", "policy_tests"]
+
+    class Media:
+        css = {"all": ["approvals/admin.css"]}
 
     @admin.display(description="Evaluation")
     def evaluation(self, obj: ActionType) -> str:
@@ -325,9 +367,74 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["actor", "action__id"]
 
 
+class PolicyCompareForm(forms.Form):
+    a = forms.TypedChoiceField(coerce=int, label="A (before)")
+    b = forms.TypedChoiceField(coerce=int, label="B (after)")
+
+    def __init__(self, *args: Any, versions: list[PolicyVersion], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [
+            (v.number, f"v{v.number} · {v.source} · {v.created_by or '\u2013'} · {v.created_at:%Y-%m-%d %H:%M}")
+            for v in versions
+        ]
+        for name in ("a", "b"):
+            self.fields[name].choices = choices  # type: ignore[attr-defined]
+
+
 @admin.register(PolicyVersion)
 class PolicyVersionAdmin(ReadOnlyAdmin):
-    list_display = ["number", "source", "created_by", "created_at"]
+    list_display = ["number", "source", "created_by", "created_at", "compare"]
+    actions = ["compare_selected"]
+
+    class Media:
+        css = {"all": ["approvals/admin.css"]}
+
+    def get_urls(self) -> list[URLPattern]:
+        compare = path(
+            "compare/",
+            self.admin_site.admin_view(self.compare_view),
+            name="approvals_policyversion_compare",
+        )
+        return [compare, *super().get_urls()]
+
+    @admin.display(description="Compare")
+    def compare(self, obj: PolicyVersion) -> str:
+        if obj.number <= 1:
+            return "\u2013"
+        url = f"{reverse('admin:approvals_policyversion_compare')}?{urlencode({'a': obj.number - 1, 'b': obj.number})}"
+        return format_html('<a href="{}">with v{}</a>', url, obj.number - 1)
+
+    @admin.action(permissions=["view"], description="Compare the two selected versions")
+    def compare_selected(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> HttpResponse | None:
+        numbers = sorted(queryset.values_list("number", flat=True))
+        if len(numbers) != 2:
+            self.message_user(request, "Select exactly two versions to compare.", messages.ERROR)
+            return None
+        query = urlencode({"a": numbers[0], "b": numbers[1]})
+        return HttpResponseRedirect(f"{reverse('admin:approvals_policyversion_compare')}?{query}")
+
+    def compare_view(self, request: HttpRequest) -> HttpResponse:
+        """Two versions side by side: fields and rules, with the CEL of each side (policy_diff)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        versions = list(selectors.policy_versions())
+        data: Any = request.GET if "a" in request.GET or "b" in request.GET else None
+        if data is None and len(versions) >= 2:
+            data = {"a": str(versions[1].number), "b": str(versions[0].number)}  # the latest change
+        form = PolicyCompareForm(data, versions=versions)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Compare policy versions",
+            "opts": self.opts,
+            "form": form,
+            "versions": versions,
+        }
+        if form.is_valid():
+            before = selectors.policy_version_numbered(form.cleaned_data["a"])
+            after = selectors.policy_version_numbered(form.cleaned_data["b"])
+            if before is not None and after is not None:
+                context.update(before=before, after=after, diff=policy_diff(before.document, after.document))
+        return TemplateResponse(request, "admin/approvals/policyversion/compare.html", context)
 
 
 @admin.register(Label)
