@@ -90,13 +90,14 @@ class RuleInlineForm(forms.ModelForm):
         fields = ["position", "name", "require", "on_fail", "risk", "message"]
         widgets = {
             "require": forms.Textarea(attrs={"class": "cel-source", "rows": 3, "spellcheck": "false"}),
-            "message": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "message": forms.Textarea(attrs={"class": "rule-message", "rows": 2}),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        text = str(self["require"].value() or "")
-        self.fields["require"].widget.attrs["rows"] = _rows_for(text, least=3, most=24)
+        for name, least, most in (("require", 3, 24), ("message", 2, 6)):
+            text = str(self[name].value() or "")
+            self.fields[name].widget.attrs["rows"] = _rows_for(text, least=least, most=most)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

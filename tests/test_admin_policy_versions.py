@@ -47,8 +47,13 @@ def test_the_compare_page_shows_a_changed_rule_with_the_cel_of_each_side(
     page = text_of(response)
     row = re.search(r'<tr class="rule-changed" data-rule="looked_up">(.*?)</tr>', page, re.S)
     assert row is not None
-    before, after = re.findall(r'<pre class="cel differs">(.*?)</pre>', row.group(1), re.S)
-    assert (before, after) == (LOOKED_UP, LOOKED_UP_AND_DELIVERED)
+    before, after = (
+        re.findall(r'<span class="line( differs)?">(.*?)</span>', cell, re.S)
+        for cell in re.findall(r'<pre class="lines cel">(.*?)</pre>', row.group(1), re.S)
+    )
+    assert "\n".join(text for _, text in before) == LOOKED_UP
+    assert "\n".join(text for _, text in after) == LOOKED_UP_AND_DELIVERED
+    assert all(marked for marked, _ in before + after)  # every line of it changed
     assert '<tr class="rule-added" data-rule="no_refund_twice">' in page
     assert '<tr class="rule-removed" data-rule="old_limit">' in page
     assert 'data-rule="customer_asked"' not in page  # unchanged rules are left out

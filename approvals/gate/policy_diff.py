@@ -48,6 +48,17 @@ def value_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def side_by_side(before: str, after: str) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """Each side's lines, each marked True where it differs from the other side (difflib's line
+    matching), so that a long CEL expression shows which of its lines changed."""
+    old, new = before.splitlines(), after.splitlines()
+    old_marks, new_marks = [True] * len(old), [True] * len(new)
+    for block in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_matching_blocks():
+        old_marks[block.a : block.a + block.size] = [False] * block.size
+        new_marks[block.b : block.b + block.size] = [False] * block.size
+    return list(zip(old, old_marks, strict=True)), list(zip(new, new_marks, strict=True))
+
+
 @dataclass(frozen=True)
 class FieldChange:
     name: str
@@ -63,6 +74,11 @@ class FieldChange:
         return value_text(self.after)
 
     @property
+    def lines(self) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+        """(before, after): each side's lines of text, marked where they differ."""
+        return side_by_side(self.before_text, self.after_text)
+
+    @property
     def is_block(self) -> bool:
         """Shown as a block of lines (an object, a list or multi-line text), not inline."""
         return any(isinstance(v, (dict, list)) or (isinstance(v, str) and "\n" in v) for v in (self.before, self.after))
@@ -75,6 +91,12 @@ class RuleChange:
     before: dict[str, Any] | None  # the rule's fields (defaults filled in), None when added
     after: dict[str, Any] | None  # None when removed
     fields: tuple[str, ...] = ()  # the fields that differ, when changed
+
+    @property
+    def require_lines(self) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+        """(before, after): each side's CEL by line, marked where they differ (all of an added or
+        removed rule's)."""
+        return side_by_side((self.before or {}).get("require") or "", (self.after or {}).get("require") or "")
 
 
 @dataclass(frozen=True)

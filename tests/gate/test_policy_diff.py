@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from approvals.gate.policies import policies_import
-from approvals.gate.policy_diff import policy_diff, policy_diff_text
+from approvals.gate.policy_diff import policy_diff, policy_diff_text, side_by_side
 from tests.conftest import ROOT, TEST_POLICY, subprocess_database_url
 
 LOOKED_UP = "trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id)"
@@ -138,6 +138,26 @@ def test_the_diff_as_text_shows_the_cel_of_each_side() -> None:
     assert "  mode v2: review\n" in text
     assert "action type wipe: removed\n" in text
     assert text.endswith("unchanged: escalate\n")
+
+
+def test_side_by_side_marks_only_the_lines_that_differ() -> None:
+    before = "trajectory.exists(s,\n  s.tool == 'get_order'\n  && s.result.total <= 5000.0)"
+    after = "trajectory.exists(s,\n  s.tool == 'get_order'\n  && s.result.total <= 2000.0\n  && s.result.paid)"
+
+    old, new = side_by_side(before, after)
+
+    assert old == [
+        ("trajectory.exists(s,", False),
+        ("  s.tool == 'get_order'", False),
+        ("  && s.result.total <= 5000.0)", True),
+    ]
+    assert new == [
+        ("trajectory.exists(s,", False),
+        ("  s.tool == 'get_order'", False),
+        ("  && s.result.total <= 2000.0", True),
+        ("  && s.result.paid)", True),
+    ]
+    assert side_by_side("", "true") == ([], [("true", True)])
 
 
 def test_documents_that_are_not_policies_give_an_empty_diff() -> None:
