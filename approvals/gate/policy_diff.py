@@ -238,15 +238,23 @@ def _rule_lines(rule: RuleChange, before_label: str, after_label: str) -> list[s
     assert rule.after is not None
     lines = [f"  ~ rule {rule.name} (changed: {', '.join(rule.fields)})"]
     for key in rule.fields:
-        lines += _indented(f"{key} {before_label}: {value_text(rule.before.get(key))}", "      ")
-        lines += _indented(f"{key} {after_label}: {value_text(rule.after.get(key))}", "      ")
+        old, new = value_text(rule.before.get(key)), value_text(rule.after.get(key))
+        if "\n" not in old + new:
+            lines += [f"      {key} {before_label}: {old}", f"      {key} {after_label}: {new}"]
+            continue
+        # Each side in full, its lines that differ from the other side marked - and +.
+        old_lines, new_lines = side_by_side(old, new)
+        lines.append(f"      {key} {before_label}:")
+        lines += [f"      {'-' if differs else ' '} {line}" for line, differs in old_lines]
+        lines.append(f"      {key} {after_label}:")
+        lines += [f"      {'+' if differs else ' '} {line}" for line, differs in new_lines]
     return lines
 
 
 def policy_diff_text(diff: PolicyDiff, *, before_label: str = "A", after_label: str = "B") -> str:
     """The diff as plain text: each changed type, its fields ``before -> after`` (objects and
     multi-line text as a unified diff), its rules (+ added, - removed, ~ changed, with each side's
-    CEL), then the unchanged types on one line."""
+    CEL in full, multi-line CEL with its differing lines marked), then the unchanged types."""
     lines = [f"--- {before_label}", f"+++ {after_label}"]
     if not diff.changed:
         lines.append("no difference")

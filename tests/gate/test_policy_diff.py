@@ -127,9 +127,11 @@ def test_the_diff_as_text_shows_the_cel_of_each_side() -> None:
     assert '    +      "minimum": 0,\n' in text  # the schema as a unified diff of its indented JSON
     assert (
         "  ~ rule looked_up (changed: require)\n"
-        f"      require v1: {LOOKED_UP}\n"
-        "      require v2: trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id\n"
-        "        && s.result.status == 'delivered')\n"
+        "      require v1:\n"
+        f"      - {LOOKED_UP}\n"
+        "      require v2:\n"
+        "      + trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id\n"
+        "      +   && s.result.status == 'delivered')\n"
     ) in text
     assert "  + rule no_refund_twice (added)\n      require: !trajectory.exists(s, s.tool == 'refund')\n" in text
     assert "  - rule old_limit (removed)\n      require: params.amount < 500\n      on_fail: block\n" in text
@@ -188,10 +190,8 @@ def test_export_policies_diff_prints_what_changed_between_two_versions() -> None
     assert lines[2:4] == [f"--- v{first}", f"+++ v{second}"]
     assert "action type refund: changed" in lines
     assert "  max_auto_amount: 100.0 -> 200.0" in lines  # as the policy store keeps it
-    assert (
-        f"      require v{second}: trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id"
-        in lines
-    )
+    assert f"      require v{second}:" in lines
+    assert "      + trajectory.exists(s, s.tool == 'get_order' && s.args.order_id == params.order_id" in lines
     # an import replaces only the types it names: wipe is still there, and close was added
     assert "action type close: added" in lines
     assert "action type wipe: removed" not in lines
