@@ -303,6 +303,12 @@ CELLS: list[Cell] = [
         {**{p: admin_login() for p in PRINCIPALS}, ADMIN: Expect(200)},
     ),
     Cell(
+        "admin/approvals/policyversion/compare/",
+        "GET",
+        lambda w: "/admin/approvals/policyversion/compare/",
+        {**{p: admin_login() for p in PRINCIPALS}, ADMIN: Expect(200)},
+    ),
+    Cell(
         "admin/(?P<url>.*)$",
         "GET",
         lambda w: "/admin/no-such-page/",
