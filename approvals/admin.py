@@ -3,17 +3,15 @@ saved, every change records a new policy version, and statuses are never edited 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
-from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -27,7 +25,6 @@ from approvals.evaluation.policy_confirm import accepted_ids, policy_change_conf
 from approvals.gate import selectors
 from approvals.gate.agents import AGENT_SETTINGS, agent_revoke_tokens, agent_rotate_token, agent_update
 from approvals.gate.policies import action_type_policy_changed
-from approvals.gate.policy_diff import policy_diff
 from approvals.integrations.services import webhook_redeliver
 from approvals.models import (
     ActionType,
@@ -41,6 +38,7 @@ from approvals.models import (
     WebhookDelivery,
     WhatIfRun,
 )
+from approvals.policy_admin import PrettyJSONField, policy_versions_compare, rows_for
 from approvals.review.services import remembered_approval_revoke
 
 
@@ -69,21 +67,6 @@ def _parse_rule(data: dict[str, Any], place: str) -> policy.RuleSpec:
     return rule
 
 
-def _rows_for(text: str, *, least: int, most: int, width: int = 100) -> int:
-    """Enough rows of a textarea to show ``text`` (wrapped at about ``width``) without scrolling."""
-    lines = sum(1 + len(line) // width for line in text.splitlines()) if text else 0
-    return max(least, min(most, lines + 1))
-
-
-class PrettyJSONField(forms.JSONField):
-    """JSON shown indented, to be read and edited; what is saved is the same value."""
-
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, InvalidJSONInput):  # what the admin typed, kept to be corrected
-            return value
-        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
-
-
 class RuleInlineForm(forms.ModelForm):
     class Meta:
         model = Rule
@@ -97,7 +80,7 @@ class RuleInlineForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name, least, most in (("require", 3, 24), ("message", 2, 6)):
             text = str(self[name].value() or "")
-            self.fields[name].widget.attrs["rows"] = _rows_for(text, least=least, most=most)
+            self.fields[name].widget.attrs["rows"] = rows_for(text, least=least, most=most)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -157,7 +140,7 @@ class ActionTypeForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         text = str(self["params_schema"].value() or "")
-        self.fields["params_schema"].widget.attrs["rows"] = _rows_for(text, least=8, most=40)
+        self.fields["params_schema"].widget.attrs["rows"] = rows_for(text, least=8, most=40)
 
     class Meta:
         model = ActionType
@@ -368,20 +351,6 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["actor", "action__id"]
 
 
-class PolicyCompareForm(forms.Form):
-    a = forms.TypedChoiceField(coerce=int, label="A (before)")
-    b = forms.TypedChoiceField(coerce=int, label="B (after)")
-
-    def __init__(self, *args: Any, versions: list[PolicyVersion], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        choices = [
-            (v.number, f"v{v.number} · {v.source} · {v.created_by or '\u2013'} · {v.created_at:%Y-%m-%d %H:%M}")
-            for v in versions
-        ]
-        for name in ("a", "b"):
-            self.fields[name].choices = choices  # type: ignore[attr-defined]
-
-
 @admin.register(PolicyVersion)
 class PolicyVersionAdmin(ReadOnlyAdmin):
     list_display = ["number", "source", "created_by", "created_at", "compare"]
@@ -415,27 +384,7 @@ class PolicyVersionAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(f"{reverse('admin:approvals_policyversion_compare')}?{query}")
 
     def compare_view(self, request: HttpRequest) -> HttpResponse:
-        """Two versions side by side: fields and rules, with the CEL of each side (policy_diff)."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        versions = list(selectors.policy_versions())
-        data: Any = request.GET if "a" in request.GET or "b" in request.GET else None
-        if data is None and len(versions) >= 2:
-            data = {"a": str(versions[1].number), "b": str(versions[0].number)}  # the latest change
-        form = PolicyCompareForm(data, versions=versions)
-        context: dict[str, Any] = {
-            **self.admin_site.each_context(request),
-            "title": "Compare policy versions",
-            "opts": self.opts,
-            "form": form,
-            "versions": versions,
-        }
-        if form.is_valid():
-            before = selectors.policy_version_numbered(form.cleaned_data["a"])
-            after = selectors.policy_version_numbered(form.cleaned_data["b"])
-            if before is not None and after is not None:
-                context.update(before=before, after=after, diff=policy_diff(before.document, after.document))
-        return TemplateResponse(request, "admin/approvals/policyversion/compare.html", context)
+        return policy_versions_compare(self, request)
 
 
 @admin.register(Label)
