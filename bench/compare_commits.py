@@ -97,8 +97,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--backlog", type=int, default=600)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for both (a release ignores what it does not read)",
+    )
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "compare_commits.md"))
     args = parser.parse_args()
+    settings = {**ENV, **dict(item.split("=", 1) for item in args.env)}
     head_rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     base_dir = Path(tempfile.mkdtemp(prefix="gate-base-"))
     subprocess.run(["git", "worktree", "add", "--detach", str(base_dir), args.base], cwd=ROOT, check=True)
@@ -112,7 +120,7 @@ def main() -> None:
             database = f"{PG}/gate_compare_{name}"
             ensure_database(database, recreate=True)
             stack = Stack(
-                database, f"{REDIS}/{4 + index}", web="uvicorn", web_workers=2, worker=False, env=ENV, root=tree
+                database, f"{REDIS}/{4 + index}", web="uvicorn", web_workers=2, worker=False, env=settings, root=tree
             )
             stack.start()
             stack.import_policies(POLICY)
@@ -133,11 +141,13 @@ def main() -> None:
             stack.stop()
         subprocess.run(["git", "worktree", "remove", "--force", str(base_dir)], cwd=ROOT, check=False)
 
+    settings_text = "".join(f" --env {item}" for item in args.env)
     lines = [
         "# This checkout against another commit",
         "",
         f"`.venv/bin/python bench/compare_commits.py --base {args.base} --rounds {args.rounds} --seconds "
-        f"{args.seconds:g} --backlog {args.backlog}`: head {head_rev.stdout.strip()} against base {args.base}, on "
+        f"{args.seconds:g} --backlog {args.backlog}{settings_text}`: head {head_rev.stdout.strip()} "
+        f"against base {args.base}, on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, PostgreSQL, Redis, all "
         f"on the same cores; {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Both as the README runs them "
         "(uvicorn, 2 workers; Celery), default settings; alternating rounds; medians, and each round's figure.",
