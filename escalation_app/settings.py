@@ -138,7 +138,8 @@ if DATABASE_URL:
     if _db["ENGINE"] == "django.db.backends.postgresql" and env_bool("GATE_DB_SERVER_SIDE_BINDING", default=False):
         # Parameters bound by the server: psycopg prepares a statement a connection has run
         # prepare_threshold (5) times, so the worker's repeated statements skip parsing and planning.
-        _db.setdefault("OPTIONS", {})["server_side_binding"] = True
+        # (Django leaves psycopg's prepare_threshold off unless OPTIONS names it.)
+        _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
     DATABASES = {"default": _db}
 else:
     SQLITE_PATH = Path(os.environ.get("GATE_SQLITE_PATH", str(BASE_DIR / "var" / "gate.sqlite3")))

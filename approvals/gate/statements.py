@@ -6,7 +6,8 @@ queries anew each time (py-spy of ``celery worker -c 1`` draining a backlog; ``b
 README "Performance"). Here they are one statement on PostgreSQL (the count in a data-modifying CTE)
 and two on SQLite, which has none; the SELECT and its repeat check are the same text for both. Run
 through the public raw-SQL API: identifiers from model metadata, every value a parameter prepared by
-its field.
+its field, but the lifecycle's statuses: constants written as literals, so that the plan of a
+prepared statement can use the partial indexes that name them (GATE_DB_SERVER_SIDE_BINDING).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from functools import cache
 from django.db import connection
 
 from approvals.evidence.statements import executed_conditions
-from approvals.lifecycle.statements import action_key, column, table
+from approvals.lifecycle.statements import action_key, column, statuses, table
 from approvals.models import ActionType, Agent, ProposedAction, Status
 
 
@@ -51,7 +52,8 @@ def _load_sql(counted: bool) -> str:
     # The built-in repeat check (contract §5), one definition for both databases.
     repeat = f"""(SELECT r.{c["status"]} || ' ' || r.{c["id"]} FROM {action} r
                 WHERE r.{c["agent"]} = a.{c["agent"]} AND r.{c["action_type"]} = a.{c["action_type"]}
-                AND r.{c["params_hash"]} = a.{c["params_hash"]} AND r.{c["status"]} IN (%s, %s)
+                AND r.{c["params_hash"]} = a.{c["params_hash"]}
+                AND r.{c["status"]} IN {statuses(Status.REJECTED, Status.BLOCKED)}
                 AND r.{c["created_at"]} >= %s AND r.{c["id"]} <> a.{c["id"]}
                 ORDER BY r.{c["created_at"]} DESC LIMIT 1)"""  # noqa: S608
     # repeat_of_executed with equal params (action_done_idx); identity params are compared apart.
@@ -61,7 +63,7 @@ def _load_sql(counted: bool) -> str:
     source, prefix = action, ""
     if counted:
         returned = ", ".join(connection.ops.quote_name(c) for c in all_columns)
-        where = f"{c['id']} = %s AND {c['status']} = %s"
+        where = f"{c['id']} = %s AND {c['status']} IN {statuses(Status.PENDING)}"
         update = f"UPDATE {action} SET {attempts} = {attempts} + 1 WHERE {where} RETURNING {returned}"  # noqa: S608
         source, prefix = "counted", f"WITH counted AS ({update})"
     return f"""{prefix}
@@ -71,7 +73,7 @@ def _load_sql(counted: bool) -> str:
         FROM {source} a
         JOIN {agent} g ON g.{column(Agent, "id")} = a.{c["agent"]}
         JOIN {action_type} t ON t.{column(ActionType, "id")} = a.{c["action_type"]}
-        WHERE a.{c["id"]} = %s AND a.{c["status"]} = %s
+        WHERE a.{c["id"]} = %s AND a.{c["status"]} IN {statuses(Status.PENDING)}
     """  # noqa: S608
 
 
@@ -90,15 +92,10 @@ def count_and_load_for_evaluation(
     counted = connection.vendor == "postgresql"
     if not counted and not count_evaluation_attempt(action_id):
         return None
-    params = [  # in the order of their placeholders: the count, the repeat check, the action
-        *([key, Status.PENDING] if counted else []),
-        Status.REJECTED,
-        Status.BLOCKED,
+    params = [  # in the order of their placeholders: the count, the repeat checks, the action
+        *([key] if counted else []),
         created_at.get_db_prep_value(refused_since, connection),
-        Status.APPROVED,
-        Status.AUTO_APPROVED,
         created_at.get_db_prep_value(executed_since, connection),
         key,
-        Status.PENDING,
     ]
     return next(iter(ProposedAction.objects.raw(_load_sql(counted), params)), None)

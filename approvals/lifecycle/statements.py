@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connection, models
 
 from approvals.lifecycle import audit_chain
-from approvals.models import AuditEvent, ProposedAction
+from approvals.models import AuditEvent, ProposedAction, Status
 
 
 def _quote(name: str) -> str:
@@ -33,6 +33,16 @@ def table(model: type[models.Model]) -> str:
 def column(model: type[models.Model], name: str) -> str:
     """A field's column, quoted."""
     return _quote(_field(model, name).column)
+
+
+def statuses(*values: str) -> str:
+    """Statuses written into a statement as SQL literals, ``('approved', 'auto_approved')``: constants
+    of the lifecycle, never input. A partial index whose condition names statuses answers only a plan
+    that knows them, and a prepared statement's plan is made for any parameter values."""
+    known = {str(status) for status in Status}
+    if not values or any(value not in known for value in values):
+        raise ValueError(f"not statuses of the lifecycle: {values}")
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
 def action_key(action_id: Any) -> Any:
