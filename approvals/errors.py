@@ -27,3 +27,9 @@ class NotPermitted(ServiceError):
     """The caller may not do this (a disabled agent or type, a type the agent may not propose)."""
 
     code = "forbidden"
+
+
+class NoShadowPolicy(ServiceError):
+    """Shadow mode is off: there is no active shadow policy to show or promote."""
+
+    code = "not_found"

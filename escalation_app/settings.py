@@ -240,6 +240,9 @@ GATE_MAX_JSON_DEPTH = env_int("GATE_MAX_JSON_DEPTH", 64)
 GATE_MAX_STRING_LENGTH = env_int("GATE_MAX_STRING_LENGTH", 65536)
 # Wall-clock budget of one action's rules; past it the rest are errors and the action is held.
 GATE_EVALUATION_BUDGET_MS = env_int("GATE_EVALUATION_BUDGET_MS", 500)
+# A policy change is replayed over at most this many of each type's most recent labelled actions
+# (a shadow import reports what it would newly auto-approve among them).
+GATE_SAFETY_NET_RECENT = env_int("GATE_SAFETY_NET_RECENT", 500)
 GATE_WEBHOOK_ALLOW_PRIVATE = env_bool("GATE_WEBHOOK_ALLOW_PRIVATE")
 # Hosts that may be called even when they resolve to a private address (comma-separated).
 GATE_WEBHOOK_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h.strip()]

@@ -48,7 +48,8 @@ def _empty_result(type_names: list[str]) -> dict[str, Any]:
     }
 
 
-def _proposal(action: ProposedAction) -> policy.Proposal:
+def replay_proposal(action: ProposedAction) -> policy.Proposal:
+    """A stored action as a replay judges it under another policy: what-if runs, the shadow's preview."""
     # The built-in repeat check replays what was found when the action was evaluated: the history
     # is judged as it stood then, not as it stands now.
     # So are the evidence the gate gathered (what each lookup answered then, each history value) and
@@ -99,7 +100,7 @@ def whatif_step(run_id: int) -> bool:
     processed = 0
     last: ProposedAction | None = None
     for action in queryset[:SLICE_ROWS]:
-        decision = policy.policy_evaluate(compiled[action.action_type.name], _proposal(action))
+        decision = policy.policy_evaluate(compiled[action.action_type.name], replay_proposal(action))
         old, new = policy_status(action), decision.status
         label = action.ground_truth or "unlabelled"
         per_label = result["transitions"].setdefault(action.action_type.name, {}).setdefault(label, {})

@@ -5,10 +5,10 @@ read it. Everything is importable from here, as ``from approvals.models import P
 from approvals.models.actions import Decision, Label, ProposedAction, RememberedApproval
 from approvals.models.agents import Agent
 from approvals.models.audit import AuditEvent
-from approvals.models.choices import FINAL_STATUSES, LabelValue, Mode, OnFail, Status, Verdict
-from approvals.models.evaluation import WhatIfRun
+from approvals.models.choices import FINAL_STATUSES, LabelValue, Mode, OnFail, ShadowStatus, Status, Verdict
+from approvals.models.evaluation import ShadowResult, WhatIfRun
 from approvals.models.outbox import OutboxEvent, WebhookDelivery
-from approvals.models.policies import ActionType, PolicyVersion, Rule
+from approvals.models.policies import ActionType, PolicyVersion, Rule, ShadowPolicy
 
 __all__ = [
     "FINAL_STATUSES",
@@ -25,6 +25,9 @@ __all__ = [
     "ProposedAction",
     "RememberedApproval",
     "Rule",
+    "ShadowPolicy",
+    "ShadowResult",
+    "ShadowStatus",
     "Status",
     "Verdict",
     "WebhookDelivery",

@@ -41,3 +41,12 @@ class Verdict(models.TextChoices):
 class LabelValue(models.TextChoices):
     SAFE = "safe", "Safe"
     UNSAFE = "unsafe", "Unsafe"
+
+
+class ShadowStatus(models.TextChoices):
+    """What a shadow policy decided (contract §6.2): a decision, or the fault that stopped it."""
+
+    AUTO_APPROVED = "auto_approved", "Auto-approved"
+    NEEDS_REVIEW = "needs_review", "Needs review"
+    BLOCKED = "blocked", "Blocked"
+    ERROR = "error", "Error"  # the shadow's evaluation failed; the live decision stood

@@ -1,4 +1,4 @@
-"""The policy store: action types, their rules, and the gate-wide policy versions."""
+"""The policy store: action types, their rules, the gate-wide policy versions and the shadow policy."""
 
 from __future__ import annotations
 
@@ -80,3 +80,28 @@ class PolicyVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.number}"
+
+
+class ShadowPolicy(models.Model):
+    """A candidate policy document evaluated beside the live policy on every proposal of the types it
+    names, its decisions recorded and never acted on (contract §6.2). At most one is active; a new
+    shadow import replaces it (the earlier one stays, inactive, with its results)."""
+
+    # Counted apart from the gate-wide policy_version: a shadow is not a version of the live policy.
+    version = models.PositiveIntegerField(unique=True)
+    document = models.JSONField()
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    active = models.BooleanField(default=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # The live policy_version it became, when it was promoted.
+    promoted_to = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=Q(active=True), name="one_active_shadow_policy")
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow v{self.version}"
