@@ -58,6 +58,10 @@ def reviewer_user() -> User:
 
 @pytest.fixture
 def shadowed(reviewer_user: User) -> dict[str, ProposedAction]:
+    return make_shadowed(reviewer_user)
+
+
+def make_shadowed(reviewer_user: User) -> dict[str, ProposedAction]:
     """Eight refunds evaluated by the live policy with the shadow beside it, labelled (or decided) by
     a reviewer; one proposal of a type the shadow does not name."""
     policies_import(document=TEST_POLICY, actor="test")
