@@ -259,10 +259,6 @@ def compiled_shadow(shadow_policy_id: int) -> CompiledShadow:
     return found
 
 
-def shadow_policy_active() -> ShadowPolicy | None:
-    return ShadowPolicy.objects.filter(active=True).first()
-
-
 def policy_document_current() -> dict[str, Any]:
     types = ActionType.objects.prefetch_related("rules").order_by("name")
     return policy.build_document([action_type_spec(t) for t in types])
