@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-queue bench-sweep bench-metrics bench bench-compare soak
+.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-shadow bench-queue bench-sweep bench-metrics bench bench-compare soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -43,6 +43,11 @@ pytest: install
 ## Policy evaluation benchmark (report in bench/results/policy_eval.md)
 bench-policy: install
 	$(PY) bench/policy_eval.py
+
+## Shadow mode's cost on the worker's path, with and without a shadow policy (own gate_bench_shadow
+## database; report in bench/results/shadow_cost.md)
+bench-shadow: install
+	$(PY) bench/shadow_cost.py $(ARGS)
 
 ## Queue page benchmark at 100,000 waiting actions (report in bench/results/queue_page.md)
 bench-queue: install

@@ -43,3 +43,9 @@ class UnsafePolicyChange(ServiceError):
         self.cases = cases
         self.safe_newly_auto_approved = safe_newly_auto_approved
         self.replayed = replayed
+
+
+class NoShadowPolicy(ServiceError):
+    """Shadow mode is off: there is no active shadow policy to show or promote."""
+
+    code = "not_found"

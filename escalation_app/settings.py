@@ -243,7 +243,8 @@ GATE_MAX_STRING_LENGTH = env_int("GATE_MAX_STRING_LENGTH", 65536)
 GATE_EVALUATION_BUDGET_MS = env_int("GATE_EVALUATION_BUDGET_MS", 500)
 # The safety net of policy changes (contract §6.2, approvals/evaluation/safety_net.py): how many of
 # each changed type's most recent labelled actions are replayed under the new policy before it goes
-# live (a change that would newly auto-approve one labelled unsafe is refused unless accepted).
+# live (a change that would newly auto-approve one labelled unsafe is refused unless accepted; a shadow
+# import reports what it would newly auto-approve among them).
 # 0 replays none.
 GATE_SAFETY_NET_RECENT = env_int("GATE_SAFETY_NET_RECENT", 500)
 # Rule insight (the evaluation page, `manage.py evaluate`) reads this many of the most recent labelled

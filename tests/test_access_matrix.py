@@ -35,6 +35,7 @@ from approvals.models import (
     LabelValue,
     ProposedAction,
     RememberedApproval,
+    ShadowPolicy,
     Status,
     WebhookDelivery,
     WhatIfRun,
@@ -115,6 +116,12 @@ class World:
             expires_at=timezone.now() + timedelta(hours=1),
         )
 
+    def shadow(self) -> ShadowPolicy:
+        """The active shadow policy (the figures are 404 without one)."""
+        return ShadowPolicy.objects.filter(active=True).first() or ShadowPolicy.objects.create(
+            version=1, document=TEST_POLICY, created_by="test"
+        )
+
     def whatif(self) -> WhatIfRun:
         return WhatIfRun.objects.create(document=TEST_POLICY, state=WhatIfRun.State.DONE, created_by=self.admin)
 
@@ -133,6 +140,11 @@ class Cell:
 
 def held(w: World) -> str:
     return str(w.action().pk)
+
+
+def shadow_figures(w: World) -> str:
+    w.shadow()
+    return "/api/v1/evaluation/shadow"
 
 
 CELLS: list[Cell] = [
@@ -193,6 +205,7 @@ CELLS: list[Cell] = [
     Cell("api/v1/evaluation/rules", "GET", lambda w: "/api/v1/evaluation/rules?action_type=refund", REVIEWER_ONLY),
     Cell("api/v1/evaluation/export.jsonl", "GET", lambda w: "/api/v1/evaluation/export.jsonl", REVIEWER_ONLY),
     Cell("api/v1/evaluation/export.csv", "GET", lambda w: "/api/v1/evaluation/export.csv", REVIEWER_ONLY),
+    Cell("api/v1/evaluation/shadow", "GET", shadow_figures, REVIEWER_ONLY),
     # --- a policy change through the API: admins only ----------------------------------------------
     Cell(
         "api/v1/evaluation/sweep/apply",

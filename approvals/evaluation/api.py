@@ -1,4 +1,5 @@
-"""The evaluation API: figures, per-agent activity, threshold sweeps, rule health and exports.
+"""The evaluation API: figures, per-agent activity, threshold sweeps, rule health, exports and the
+shadow policy's figures.
 
 Reads only, for reviewers; applying a sweep's thresholds is for admins.
 """
@@ -26,7 +27,7 @@ from approvals import policy
 from approvals.api.permissions import IsReviewer
 from approvals.api.serializers import NumberField, storable_moment
 from approvals.errors import UnsafePolicyChange
-from approvals.evaluation import exports, figures, rules, selectors, sweep
+from approvals.evaluation import exports, figures, rules, selectors, shadow, sweep
 from approvals.gate.policies import action_type_apply_thresholds
 from approvals.lifecycle.audit import actor_of_user
 from approvals.models import Agent
@@ -140,6 +141,28 @@ class EvaluationRulesView(APIView):
     def get(self, request: Request) -> Response:
         name = required_action_type(request)
         return Response({"action_type": name, "rules": rules.rule_health(name)})
+
+
+class EvaluationShadowView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, 401: ERROR, 403: ERROR, 404: ERROR},
+        summary="The shadow policy beside the live one: agreement, decisions by label, unsafe auto-approvals",
+        description=(
+            "Over the actions evaluated since the active shadow policy was imported (contract §6.2): "
+            "`evaluated`, `agree`, `disagree` (the shadow's decision against the live policy's), "
+            "`unsafe_auto_approved` (actions labelled unsafe that the shadow would auto-approve) and "
+            "their ids (`unsafe_auto_approved_ids`, newest first), `by_label` and `live_by_label` "
+            "(safe / unsafe / unlabelled x auto_approved / needs_review / blocked, and the shadow's "
+            "`error`s). 404 when there is no shadow policy."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        found = shadow.shadow_figures()
+        if found is None:
+            raise NotFound("There is no shadow policy: import one with manage.py import_policies --shadow FILE.")
+        return Response(found)
 
 
 def _export_filters(request: Request) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The evaluation API beyond the contract's summary: figures, sweeps, rule health, exports, what-if."""
+"""The evaluation API beyond the contract's summary: figures, sweeps, rule health, exports, what-if,
+the shadow policy."""
 
 from django.urls import URLPattern, path
 
@@ -10,6 +11,7 @@ urlpatterns: list[URLPattern] = [
     path("sweep", views.EvaluationSweepView.as_view(), name="evaluation-sweep"),
     path("sweep/apply", views.EvaluationSweepApplyView.as_view(), name="evaluation-sweep-apply"),
     path("rules", views.EvaluationRulesView.as_view(), name="evaluation-rules"),
+    path("shadow", views.EvaluationShadowView.as_view(), name="evaluation-shadow"),
     path("export.jsonl", views.EvaluationExportJSONLView.as_view(), name="evaluation-export-jsonl"),
     path("export.csv", views.EvaluationExportCSVView.as_view(), name="evaluation-export-csv"),
 ]

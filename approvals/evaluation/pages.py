@@ -1,4 +1,5 @@
-"""The evaluation dashboard (/evaluation/) and the what-if pages (/evaluation/whatif/).
+"""The evaluation dashboard (/evaluation/), with the shadow policy's panel, and the what-if pages
+(/evaluation/whatif/).
 
 The pages are rendered on the server from the same functions the evaluation API serves
 (approvals.evaluation.figures, sweep and rules, and rule_insight), so they are complete without JavaScript;
@@ -26,7 +27,7 @@ from django.views.decorators.http import require_POST
 from approvals import policy
 from approvals.api.permissions import reviewer_required
 from approvals.errors import UnsafePolicyChange
-from approvals.evaluation import figures, rule_insight, rules, selectors, stats, sweep
+from approvals.evaluation import figures, rule_insight, rules, selectors, shadow, stats, sweep
 from approvals.evaluation.policy_confirm import accepted_ids, policy_change_confirm
 from approvals.evaluation.services import whatif_start
 from approvals.gate import selectors as gate_selectors
@@ -213,6 +214,30 @@ def _day_chart(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _shadow_context() -> dict[str, Any] | None:
+    """The shadow panel: the API's figures, with the label table as rows of (label, shadow, live)."""
+    found = shadow.shadow_figures()
+    if found is None:
+        return None
+    statuses = (Status.AUTO_APPROVED, Status.NEEDS_REVIEW, Status.BLOCKED)
+    rows = [
+        {
+            "label": label,
+            "cells": [(found["by_label"][label][s], found["live_by_label"][label][s]) for s in statuses],
+            "errors": found["by_label"][label]["error"],
+            "newly_auto_approved": found["newly_auto_approved"][label],
+        }
+        for label in shadow.LABELS
+    ]
+    return {
+        **found,
+        "imported_at": datetime.fromisoformat(found["created_at"]),
+        "agreement": pct(found["agreement_rate"]),
+        "rows": rows,
+        "live_unsafe_auto_approved": found["live_by_label"]["unsafe"][Status.AUTO_APPROVED],
+    }
+
+
 @reviewer_required
 def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
@@ -286,6 +311,7 @@ def evaluation_dashboard(request: HttpRequest) -> HttpResponse:
         "charts": charts,
         "export_query": export_query,
         "may_apply": _may_change_policy(request),
+        "shadow": _shadow_context(),
     }
     return render(request, "approvals/evaluation.html", context)
 

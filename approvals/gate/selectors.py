@@ -14,7 +14,16 @@ from django.utils import timezone
 
 from approvals import policy
 from approvals.gate import statements
-from approvals.models import ActionType, Agent, Label, PolicyVersion, ProposedAction, RememberedApproval, Status
+from approvals.models import (
+    ActionType,
+    Agent,
+    Label,
+    PolicyVersion,
+    ProposedAction,
+    RememberedApproval,
+    ShadowPolicy,
+    Status,
+)
 
 # --- actions ------------------------------------------------------------------------------------
 
@@ -60,6 +69,9 @@ class ForEvaluation:
     # action with equal params that repeat_of_executed counts ({"id", "status"} or None).
     refused_repeat_of: dict[str, str] | None
     executed_repeat_of: dict[str, str] | None
+    # The active shadow policy (contract §6.2), evaluated beside the live policy: its id and version.
+    shadow_policy_id: int | None = None
+    shadow_policy_version: int | None = None
 
 
 def _status_and_id(found: str | None) -> dict[str, str] | None:
@@ -85,6 +97,8 @@ def action_for_evaluation(action_id: str, *, now: datetime) -> ForEvaluation | N
         agent_name=action.agent_name,  # type: ignore[attr-defined]
         refused_repeat_of=_status_and_id(action.refused_repeat),  # type: ignore[attr-defined]
         executed_repeat_of=_status_and_id(action.executed_repeat),  # type: ignore[attr-defined]
+        shadow_policy_id=action.shadow_policy_id,  # type: ignore[attr-defined]
+        shadow_policy_version=action.shadow_policy_version,  # type: ignore[attr-defined]
     )
 
 
@@ -227,6 +241,38 @@ def compiled_policy_for(action_type: ActionType) -> policy.CompiledPolicy:
                 del _compiled[stale]
             _compiled[key] = compiled
     return compiled
+
+
+@dataclass(frozen=True)
+class CompiledShadow:
+    """A shadow policy compiled: each type its document names, by name (the types it does not name
+    are the live policy's, so the shadow decides them as the live policy does)."""
+
+    id: int
+    version: int
+    policies: dict[str, policy.CompiledPolicy]
+
+
+_shadows: dict[int, CompiledShadow] = {}
+
+
+def compiled_shadow(shadow_policy_id: int) -> CompiledShadow:
+    """The shadow policy ``shadow_policy_id`` compiled, read and compiled once per process (a shadow's
+    document never changes; a new shadow import is a new row). Raises when it is gone or its document
+    no longer parses: the caller records the shadow's error."""
+    found = _shadows.get(shadow_policy_id)
+    if found is None:
+        row = ShadowPolicy.objects.values("version", "document").get(pk=shadow_policy_id)
+        specs = policy.parse_document(row["document"])
+        found = CompiledShadow(
+            id=shadow_policy_id,
+            version=row["version"],
+            policies={spec.name: policy.compile_policy(spec, row["version"]) for spec in specs},
+        )
+        with _compiled_lock:
+            _shadows.clear()  # only the active shadow is evaluated
+            _shadows[shadow_policy_id] = found
+    return found
 
 
 def policy_document_current() -> dict[str, Any]:

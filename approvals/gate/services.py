@@ -20,6 +20,7 @@ from approvals import policy
 from approvals.errors import IdempotencyConflict, NotPermitted
 from approvals.evidence.services import evidence_gather
 from approvals.gate import agents, selectors
+from approvals.gate.shadow import shadow_evaluate
 from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_agent, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
@@ -272,6 +273,7 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
     if not action.action_type.builtin_checks:
         refused = None
     evidence: dict[str, Any] = {}
+    gathered: policy.Proposal | None = None  # the proposal with its evidence, for the shadow too
     try:
         compiled = selectors.compiled_policy_for(action.action_type)
         proposal = selectors.proposal_of(
@@ -281,10 +283,10 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
             refused_repeat_of=refused,
             remembered=selectors.remembered_approvals_for(action),
         )
-        proposal, evidence = evidence_gather(
+        gathered, evidence = evidence_gather(
             compiled, proposal, action, now=now, executed_by_params=loaded.executed_repeat_of
         )
-        decision = policy.policy_evaluate(compiled, proposal, budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000)
+        decision = policy.policy_evaluate(compiled, gathered, budget_seconds=settings.GATE_EVALUATION_BUDGET_MS / 1000)
     except DatabaseError:
         raise
     except Exception as exc:
@@ -300,6 +302,16 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+        # After the live decision committed and was announced: the shadow never delays or moves it.
+        # A live evaluation that failed before its evidence was gathered leaves nothing to compare.
+        if loaded.shadow_policy_id is not None and loaded.shadow_policy_version is not None and gathered is not None:
+            shadow_evaluate(
+                shadow_policy_id=loaded.shadow_policy_id,
+                shadow_policy_version=loaded.shadow_policy_version,
+                action=action,
+                proposal=gathered,
+                live_status=decision.status,
+            )
     return action
 
 

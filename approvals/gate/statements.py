@@ -19,7 +19,7 @@ from django.db import connection
 
 from approvals.evidence.statements import executed_conditions
 from approvals.lifecycle.statements import action_key, column, statuses, table
-from approvals.models import ActionType, Agent, ProposedAction, Status
+from approvals.models import ActionType, Agent, ProposedAction, ShadowPolicy, Status
 
 
 @cache
@@ -60,6 +60,11 @@ def _load_sql(counted: bool) -> str:
     executed = f"""(SELECT e.{c["status"]} || ' ' || e.{c["id"]} FROM {action} e
                 WHERE {executed_conditions("e", "a")} AND e.{c["params_hash"]} = a.{c["params_hash"]}
                 ORDER BY e.{c["created_at"]} DESC LIMIT 1)"""  # noqa: S608
+    # The active shadow policy (contract §6.2), if any: its id and version (a tiny table, by the partial
+    # unique index one_active_shadow_policy). No statement more for the gate without a shadow.
+    shadow = f"FROM {table(ShadowPolicy)} s WHERE s.{column(ShadowPolicy, 'active')} = %s"
+    shadow_id = f"(SELECT s.{column(ShadowPolicy, 'id')} {shadow})"
+    shadow_version = f"(SELECT s.{column(ShadowPolicy, 'version')} {shadow})"
     source, prefix = action, ""
     if counted:
         returned = ", ".join(connection.ops.quote_name(c) for c in all_columns)
@@ -69,7 +74,8 @@ def _load_sql(counted: bool) -> str:
     return f"""{prefix}
         SELECT {columns}, g.{column(Agent, "name")} AS agent_name,
             t.{column(ActionType, "policy_version")} AS type_version, {repeat} AS refused_repeat,
-            {executed} AS executed_repeat
+            {executed} AS executed_repeat, {shadow_id} AS shadow_policy_id,
+            {shadow_version} AS shadow_policy_version
         FROM {source} a
         JOIN {agent} g ON g.{column(Agent, "id")} = a.{c["agent"]}
         JOIN {action_type} t ON t.{column(ActionType, "id")} = a.{c["action_type"]}
@@ -85,17 +91,20 @@ def count_and_load_for_evaluation(
     policy version now) and ``refused_repeat`` ("<status> <id>" of the newest proposal of the same
     agent and type with equal params, rejected or blocked since ``refused_since``, answered by
     ``action_refused_idx``) and ``executed_repeat`` ("<status> <id>" of the newest approved action with
-    equal params that repeat_of_executed finds, ``executed_conditions``, or None); None when it is not pending.
+    equal params that repeat_of_executed finds, ``executed_conditions``, or None), ``shadow_policy_id``
+    and ``shadow_policy_version`` (the active shadow policy's, or None); None when it is not pending.
     One statement on PostgreSQL, two on SQLite."""
     created_at = ProposedAction._meta.get_field("created_at")
     key = action_key(action_id)
     counted = connection.vendor == "postgresql"
     if not counted and not count_evaluation_attempt(action_id):
         return None
-    params = [  # in the order of their placeholders: the count, the repeat checks, the action
+    params = [  # in the order of their placeholders: the count, the repeat checks, the shadow, the action
         *([key] if counted else []),
         created_at.get_db_prep_value(refused_since, connection),
         created_at.get_db_prep_value(executed_since, connection),
+        True,
+        True,
         key,
     ]
     return next(iter(ProposedAction.objects.raw(_load_sql(counted), params)), None)

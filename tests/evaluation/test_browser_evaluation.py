@@ -1,4 +1,4 @@
-"""The evaluation dashboard and a what-if run in a real browser: Debian's Chromium driven by
+"""The evaluation dashboard, a what-if run and the shadow panel in a real browser: Debian's Chromium driven by
 Playwright against the full stack on loopback (uvicorn, a Celery worker, PostgreSQL, Redis)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from approvals.evaluation import whatif
 from approvals.models import WhatIfRun
 from tests.conftest import TEST_POLICY
 from tests.evaluation.test_evaluation_pages import make_history
+from tests.evaluation.test_shadow_figures import make_shadowed
 from tests.factories import ReviewerFactory, UserFactory
 from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS, shot
 
@@ -173,3 +174,38 @@ def test_the_progress_page_follows_a_running_replay_until_it_is_done(
     assert page.locator("#run-state").inner_text() == "done"
     assert page.evaluate("window.__csp") == []
     assert problems == []
+
+
+@pytest.fixture
+def shadowed_people(asgi_server: str) -> dict[str, Any]:
+    """Labelled refunds evaluated with a shadow policy beside the live one, made before the browser
+    starts."""
+    reviewer = ReviewerFactory(username="rita")
+    return {"reviewer": reviewer, "actions": make_shadowed(reviewer)}
+
+
+def test_the_shadow_panel_shows_its_figures_and_links_without_errors(
+    asgi_server: str, shadowed_people: dict[str, Any], tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = open_as(browser, asgi_server, "rita", "/evaluation/?window=all", problems)
+        page.wait_for_selector("body[data-charts=ready]", timeout=15000)
+
+        panel = page.locator("#shadow")
+        assert panel.locator("h2").inner_text().startswith("Shadow policy v1")
+        assert page.locator("#shadow-agreement").inner_text() == "62.5%"
+        assert page.locator("#shadow-unsafe").inner_text() == "2"
+        assert panel.locator("#shadow-unsafe-list a[href^='/review/']").count() == 2
+        folder = Path(os.environ.get("GATE_SCREENSHOTS") or tmp_path)
+        panel.screenshot(path=str(folder / "shadow.png"))
+        # a listed action opens on the review page
+        panel.locator("#shadow-unsafe-list a").first.click()
+        page.wait_for_url(re.compile(r".*/review/[0-9a-f-]{36}$"))
+
+        assert page.evaluate("window.__csp") == []
+        assert problems == []
+        browser.close()
