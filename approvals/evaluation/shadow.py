@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, F, Q
 
 from approvals import policy
-from approvals.evaluation.whatif import labelled_history, policy_status, replay_proposal
+from approvals.evaluation.whatif import labelled_history, policy_status, stored_proposal
 from approvals.models import LabelValue, ShadowPolicy, ShadowResult, ShadowStatus
 
 LABELS = (LabelValue.SAFE, LabelValue.UNSAFE, "unlabelled")
@@ -116,7 +116,7 @@ def shadow_history_preview(specs: list[policy.ActionTypeSpec], *, recent: int | 
             replayed += 1
             if policy_status(action) == policy.AUTO_APPROVED:
                 continue
-            decision = policy.policy_evaluate(compiled, replay_proposal(action))
+            decision = policy.policy_evaluate(compiled, stored_proposal(action))
             if decision.status != policy.AUTO_APPROVED:
                 continue
             if action.ground_truth == LabelValue.UNSAFE:

@@ -291,7 +291,13 @@ def test_promoting_the_shadow_imports_it_as_the_live_policy_and_ends_shadow_mode
     assert events[-2:] == [
         (
             "policy_changed",
-            {"policy_version": version.number, "source": "shadow_promotion", "action_types": ["refund"]},
+            {
+                "policy_version": version.number,
+                "source": "shadow_promotion",
+                "action_types": ["refund"],
+                # promoted through the safety net of every live change (no labelled history here)
+                "safety_net": {"replayed": 0, "safe_newly_auto_approved": 0, "unsafe_newly_auto_approved_accepted": []},
+            },
         ),
         ("shadow_policy_promoted", {"shadow_policy_version": 1, "policy_version": version.number}),
     ]

@@ -32,12 +32,10 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def refused(file: str, exc: policy.PolicyError, what: str = "nothing was imported") -> CommandError:
+def refused(what: str, exc: policy.PolicyError) -> CommandError:
     if isinstance(exc, policy.PolicyTestsFailed):
-        return CommandError(
-            f"{file}: {what}; {plural(len(exc.failures), 'policy test')} failed:\n  " + "\n  ".join(exc.errors)
-        )
-    return CommandError(f"{file}: {what}; {len(exc.errors)} problem(s):\n  " + "\n  ".join(exc.errors))
+        return CommandError(f"{what}; {plural(len(exc.failures), 'policy test')} failed:\n  " + "\n  ".join(exc.errors))
+    return CommandError(f"{what}; {len(exc.errors)} problem(s):\n  " + "\n  ".join(exc.errors))
 
 
 def unsafe_refused(what: str, exc: UnsafePolicyChange, hint: str) -> CommandError:
@@ -119,13 +117,13 @@ class Command(BaseCommand):
             try:
                 imported = shadow_policy_import(document=document, actor=ACTOR)
             except policy.PolicyError as exc:
-                raise refused(file, exc, "nothing was stored, the shadow policy is unchanged") from exc
+                raise refused(f"{file}: nothing was stored, the shadow policy is unchanged", exc) from exc
             self.stdout.write("\n".join(shadow_report(imported)))
             return
         try:
             change = policies_import_report(document=document, actor=ACTOR, accept_risk=accept_risk)
         except policy.PolicyError as exc:
-            raise refused(file, exc) from exc
+            raise refused(f"{file}: nothing was imported", exc) from exc
         except UnsafePolicyChange as exc:
             raise unsafe_refused(f"{file}: nothing was imported", exc, "Import it anyway with --accept-risk") from exc
         names = ", ".join(item["name"] for item in document["action_types"])
@@ -147,7 +145,7 @@ class Command(BaseCommand):
         except NoShadowPolicy as exc:
             raise CommandError(exc.message) from exc
         except policy.PolicyError as exc:
-            raise refused("the shadow policy", exc, "it was not promoted, nothing changed") from exc
+            raise refused("the shadow policy was not promoted, nothing changed", exc) from exc
         except UnsafePolicyChange as exc:
             raise unsafe_refused(
                 "the shadow policy was not promoted, nothing changed", exc, "Promote it anyway with --accept-risk"
