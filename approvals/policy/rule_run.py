@@ -1,0 +1,196 @@
+"""Running a policy's rules within the evaluation budget: in-process, or in the supervised child.
+
+An evaluation whose worst case (approvals.policy.cel_cost, at this action's steps and input
+bytes) is within IN_PROCESS_SHARE of the budget runs here, as one CEL call for every rule; the
+budget is checked between calls and an overrun is reported after the fact. Any other runs in the
+supervised child (approvals.policy.supervised), which is ended at the budget: a rule that would
+run for minutes holds the action within the budget, named, and the evaluating process carries on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import cel
+
+from approvals.policy import language, supervised
+from approvals.policy.findings import finding as _finding
+from approvals.policy.rewrite import MESSAGES, STEPS, conversation
+from approvals.policy.rule_frames import json_encode
+from approvals.policy.spec import RuleSpec
+
+if TYPE_CHECKING:
+    from approvals.policy.engine import CompiledPolicy, Proposal
+
+# In-process only what could not overrun the budget unless its cost were misjudged tenfold.
+IN_PROCESS_SHARE = 0.1
+TIME_BUDGET_EXCEEDED = "time budget exceeded"
+
+
+def rule_values(policy: CompiledPolicy, proposal: Proposal, variables: frozenset[str] | None = None) -> dict:
+    """The rule variables ``variables`` (default: those the policy's rules refer to), with the
+    trajectory's indices and its conversation where the rules as rewritten read them."""
+    values = {
+        "params": proposal.params,
+        "action_type": proposal.action_type,
+        "confidence": proposal.confidence,
+        "context": proposal.context,
+        "agent": proposal.agent,
+        "now": proposal.now,
+        "trajectory": proposal.trajectory,
+        "lookups": proposal.lookups,
+        "history": proposal.history,
+    }
+    wanted = policy.variables if variables is None else variables
+    if STEPS in wanted:
+        values[STEPS] = list(range(len(proposal.trajectory)))
+    if MESSAGES in wanted:
+        values[MESSAGES] = conversation(proposal.trajectory)
+    return {name: value for name, value in values.items() if name in wanted}
+
+
+def rule_context(policy: CompiledPolicy, proposal: Proposal, variables: frozenset[str] | None = None) -> cel.Context:
+    """The CEL context of ``variables`` (default: those the policy's rules refer to) with the gate's
+    functions. Built once per action and shared by every rule: converting a long trajectory is the
+    costly part."""
+    # The gate's functions (approvals.policy.language) are given at construction, not added after.
+    return cel.Context(rule_values(policy, proposal, variables), language.FUNCTIONS)
+
+
+def _rule_finding(spec: RuleSpec, result: Any) -> dict:
+    if not isinstance(result, bool):
+        return _not_boolean(spec, type(result).__name__)
+    if result:
+        return _finding(spec.name, "pass", "none", "")  # a rule's message describes its failure
+    extra = {"risk": spec.risk} if spec.on_fail == "risk" else {}
+    return _finding(spec.name, "fail", spec.on_fail, spec.message or f"rule {spec.name} failed", **extra)
+
+
+def _not_boolean(spec: RuleSpec, type_name: str) -> dict:
+    return _finding(
+        spec.name,
+        "error",
+        "review",
+        spec.message or f"rule {spec.name} did not return a boolean",
+        error=f"result is {type_name}, not bool",
+    )
+
+
+def _raised(spec: RuleSpec, error: str) -> dict:
+    return _finding(spec.name, "error", "review", spec.message or f"rule {spec.name} raised an error", error=error)
+
+
+def _budget(seconds: float) -> str:
+    return f"{seconds * 1000:g} ms (GATE_EVALUATION_BUDGET_MS)"
+
+
+def _not_evaluated(spec: RuleSpec, budget_seconds: float) -> dict:
+    return _finding(
+        spec.name,
+        "error",
+        "review",
+        f"not evaluated: the evaluation ran out of its time budget, {_budget(budget_seconds)}",
+        error=TIME_BUDGET_EXCEEDED,
+    )
+
+
+def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float, budget_seconds: float) -> list[dict]:
+    findings: list[dict] = []
+    for rule in policy.rules:
+        spec = rule.spec
+        if time.monotonic() > deadline:
+            findings.append(_not_evaluated(spec, budget_seconds))
+            continue
+        try:
+            result = rule.program.execute(context)
+        except Exception as exc:  # any error in a rule fails closed
+            findings.append(_raised(spec, f"{type(exc).__name__}: {exc}"))
+            continue
+        findings.append(_rule_finding(spec, result))
+    return findings
+
+
+def worst_case_ns(policy: CompiledPolicy, steps: int, input_bytes: int) -> float:
+    if policy.worst_case is None:
+        return float("inf")
+    return sum(coef * steps**pn * input_bytes**pb for coef, pn, pb in policy.worst_case)
+
+
+def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
+    if not policy.rules:
+        return []
+    if budget_seconds <= 0:
+        return [_not_evaluated(rule.spec, budget_seconds) for rule in policy.rules]
+    values = rule_values(policy, proposal)
+    # The input's bytes bound every list, string and element the gate does not count itself; only
+    # encoded when the worst case depends on them (the child is sent these very bytes).
+    encoded = json_encode(values) if policy.worst_case is None or any(pb for _, _, pb in policy.worst_case) else b""
+    worst = worst_case_ns(policy, len(proposal.trajectory), len(encoded))
+    if worst > IN_PROCESS_SHARE * budget_seconds * 1e9:
+        return _supervised_findings(policy, encoded or json_encode(values), budget_seconds)
+    return _in_process_findings(policy, cel.Context(values, language.FUNCTIONS), budget_seconds)
+
+
+def _in_process_findings(policy: CompiledPolicy, context: cel.Context, budget_seconds: float) -> list[dict]:
+    deadline = time.monotonic() + budget_seconds
+    results: Any = None
+    if policy.combined is not None:
+        # All rules in one call: each CEL call sets up its environment anew, which costs more
+        # than a simple rule. When any rule raises, the list raises; then each rule runs on its
+        # own, so that the finding names the rule and its error.
+        try:
+            results = policy.combined.execute(context)
+        except Exception:
+            results = None
+    if isinstance(results, list) and len(results) == len(policy.rules):
+        findings = [_rule_finding(rule.spec, result) for rule, result in zip(policy.rules, results, strict=True)]
+    else:
+        findings = _one_by_one(policy, context, deadline, budget_seconds)
+    overrun = time.monotonic() - deadline
+    if overrun > 0 and findings[-1].get("error") != TIME_BUDGET_EXCEEDED:
+        # A call ran past the budget: its answers stand, but the evaluation is over budget.
+        findings.append(
+            _finding(
+                "evaluation",
+                "error",
+                "review",
+                f"rules took {(budget_seconds + overrun) * 1000:.0f} ms, over the evaluation budget of "
+                f"{_budget(budget_seconds)}",
+                error=TIME_BUDGET_EXCEEDED,
+            )
+        )
+    return findings
+
+
+def _supervised_findings(policy: CompiledPolicy, encoded: bytes, budget_seconds: float) -> list[dict]:
+    sources = tuple(rule.program.source for rule in policy.rules)  # as the binding runs them (rewrite)
+    outcomes = supervised.rules_run(policy.rules_key, sources, encoded, budget_seconds=budget_seconds)
+    findings = []
+    lost = any(outcome.kind == supervised.LOST for outcome in outcomes)
+    for rule, outcome in zip(policy.rules, outcomes, strict=True):
+        spec = rule.spec
+        if outcome.kind == "value":
+            findings.append(_rule_finding(spec, outcome.value))
+        elif outcome.kind == "type":
+            findings.append(_not_boolean(spec, outcome.value))
+        elif outcome.kind == "error":
+            findings.append(_raised(spec, outcome.value))
+        elif outcome.kind == supervised.STOPPED:
+            findings.append(
+                _finding(
+                    spec.name,
+                    "error",
+                    "review",
+                    f"rule {spec.name} was stopped: still running when the evaluation ran out of its time budget, "
+                    f"{_budget(budget_seconds)}",
+                    error=TIME_BUDGET_EXCEEDED,
+                )
+            )
+        elif outcome.kind == supervised.LOST:
+            findings.append(_raised(spec, "the process running the rules ended while this rule ran"))
+        elif lost:
+            findings.append(_raised(spec, "not evaluated: the process running the rules ended before this rule"))
+        else:
+            findings.append(_not_evaluated(spec, budget_seconds))
+    return findings
