@@ -306,7 +306,7 @@ class _Walker:
         return cost, Shape("list", Poly.const(len(node.items)), item=item or SCALAR), 0.5
 
     def _mapliteral(self, node: syntax.MapLiteral, env: Mapping[str, Shape]) -> tuple[Poly, Shape, float]:
-        cost, fields = NODE, {}
+        cost, fields = NODE, dict[str, Shape]()
         for key, value in node.entries:
             key_cost, _, _ = self.walk(key, env)
             value_cost, shape, _ = self.walk(value, env)
@@ -362,14 +362,14 @@ class _Walker:
         if node.target is not None and name in STRING_FUNCTIONS:
             return cost + BYTE_NS * self.string_bytes(shapes[0]), SCALAR, 0.1
         if name == "matches" and shapes:
-            text = shapes[0]  # the target of text.matches(p), or the first argument of matches(text, p)
+            subject = shapes[0]  # the target of text.matches(p), or the first argument of matches(text, p)
             pattern = node.args[-1] if node.args else None
             compile_ns = (
                 pattern_ns(pattern.value)
                 if isinstance(pattern, syntax.Literal) and isinstance(pattern.value, str)
                 else DYNAMIC_PATTERN_NS
             )
-            return cost + compile_ns + MATCH_BYTE_NS * self.string_bytes(text), SCALAR, 0.1
+            return cost + compile_ns + MATCH_BYTE_NS * self.string_bytes(subject), SCALAR, 0.1
         if name in FUNCTIONS and node.target is None:
             handed = sum((self.values(s) for s in shapes), ZERO)
             text = sum((self.string_bytes(s) for s in shapes if s.kind != "scalar"), ZERO)
