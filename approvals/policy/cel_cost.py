@@ -34,13 +34,15 @@ import cel
 
 from approvals.policy import cel_syntax as syntax
 from approvals.policy.language import FUNCTIONS
+from approvals.policy.rewrite import MESSAGES, STEPS
 
 # --- measured costs (ns), bench/cel_cost.py on the reference binding ----------------------------
 VISIT_NS = 300.0  # one element a comprehension visits
 VISIT_VALUE_NS = 200.0  # per value inside that element, which it copies
 APPEND_NS = 250.0  # map/filter: per element of the list built so far, copied at every element
 APPEND_VALUE_NS = 1000.0  # ... per value inside such an element (a map's keys are copied too)
-SELECT_VALUE_NS = 70.0  # per value of a field or item selected (`s.result`, `l[0]`)
+SELECT_VALUE_NS = 200.0  # per value of a field selected (`s.result` copies the result)
+INDEX_NS = 200.0  # an item of a list read by index (`trajectory[i]` copies nothing)
 NODE_NS = 50.0  # a name, a literal, an operator, a cheap function
 EQUAL_VALUE_NS = 500.0  # per value compared by ==, != and `in`
 BYTE_NS = 0.5  # per byte of a string compared, searched, joined
@@ -285,7 +287,7 @@ class _Walker:
         found = shape.item or UNKNOWN if shape.kind in ("list", "map") and shape.fields is None else UNKNOWN
         if shape.fields is not None and isinstance(node.index, syntax.Literal) and isinstance(node.index.value, str):
             found = shape.fields.get(node.index.value, UNKNOWN)
-        return cost + index_cost + NODE + SELECT_VALUE_NS * self.values(found), found, 0.5
+        return cost + index_cost + NODE + INDEX_NS, found, 0.5
 
     def _unary(self, node: syntax.Unary, env: Mapping[str, Shape]) -> tuple[Poly, Shape, float]:
         cost, shape, chance = self.walk(node.operand, env)
@@ -428,9 +430,21 @@ def _merge(one: Shape, other: Shape) -> Shape:
 
 def roots_for(assumptions: Assumptions, params: Shape = UNKNOWN) -> dict[str, Shape]:
     step = step_shape(assumptions)
+    message = Shape(
+        "map",
+        Poly.const(3),
+        fields={
+            "kind": Shape("string", Poly.const(8)),
+            "role": SCALAR,
+            "content": Shape("string", assumptions.string_bytes),
+        },
+    )
     return {
         "__step__": step,
         "trajectory": Shape("list", N, item=step),
+        # what rules read once rewritten for the binding (approvals.policy.rewrite)
+        STEPS: Shape("list", N, item=SCALAR),
+        MESSAGES: Shape("list", N, item=message),
         "params": params,
         "action_type": Shape("string", Poly.const(100)),
         "confidence": SCALAR,

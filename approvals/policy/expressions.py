@@ -12,6 +12,7 @@ import cel
 
 from approvals.policy import cel_cost
 from approvals.policy.cel_syntax import MACROS, CelSyntaxError, Comprehension, Node, cel_parse
+from approvals.policy.rewrite import for_binding
 
 # Bounds on a rule, checked at import and in the admin. Its cost is estimated from its syntax
 # tree at the step limit and refused over the evaluation budget (approvals.policy.cel_cost);
@@ -48,10 +49,13 @@ def cost_limits() -> CostLimits:
     )
 
 
-def check_cel_expression(expression: Any, limits: CostLimits | None = None, *, subject: str = "") -> str | None:
+def check_cel_expression(
+    expression: Any, limits: CostLimits | None = None, *, subject: str = "", rule: bool = False
+) -> str | None:
     """The reason a CEL expression is refused (it does not compile, or it could not finish within
     the evaluation budget on the longest trajectory), or None. ``subject`` ("rule 'x'") opens the
-    reason for a cost, so that the message names what is refused."""
+    reason for a cost, so that the message names what is refused. A ``rule`` is estimated as the
+    binding runs it (approvals.policy.rewrite), described as written."""
     if not isinstance(expression, str) or not expression.strip():
         return "must be a non-empty CEL expression"
     if len(expression) > MAX_EXPRESSION_CHARS:
@@ -71,8 +75,11 @@ def check_cel_expression(expression: Any, limits: CostLimits | None = None, *, s
             f"at most {MAX_COMPREHENSION_NESTING} levels are allowed"
         )
     limits = limits or cost_limits()
-    estimate = cel_cost.estimate(tree, cel_cost.expected(limits.steps, limits.body_bytes))
-    seconds = estimate.cost.at(limits.steps) / 1e9
+    assumptions = cel_cost.expected(limits.steps, limits.body_bytes)
+    estimate = cel_cost.estimate(tree, assumptions)
+    run = for_binding(expression) if rule else expression
+    seconds = (estimate if run == expression else cel_cost.estimate(cel_parse(run), assumptions)).cost.at(limits.steps)
+    seconds /= 1e9
     if seconds * 1000 > limits.budget_ms:
         opening = f"{subject} is" if subject else "is"
         return (
