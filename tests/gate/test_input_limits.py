@@ -500,7 +500,7 @@ def _policy_with(require: str | list[str]) -> dict[str, Any]:
     [
         pytest.param(
             CUBIC,
-            ("rules[0].require", "rule 'rule_0' is estimated to take", "hours", "GATE_EVALUATION_BUDGET_MS"),
+            ("rules[0].require", "rule 'rule_0' is estimated to take", "1,000 steps", "GATE_EVALUATION_BUDGET_MS"),
             id="cubic",
         ),
         pytest.param(QUADRATIC, ("rules[0].require", "is estimated to take", "1,000 steps"), id="quadratic"),
