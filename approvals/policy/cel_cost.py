@@ -4,7 +4,8 @@ The reference binding runs a rule without a way to stop it, and some rules cost 
 their length suggests: a comprehension copies every element it visits, ``map`` and ``filter``
 copy the list built so far at every element (quadratic in their output), ``matches`` compiles
 its pattern at every call. So a rule's cost is a polynomial in the sizes of what it reads: the
-trajectory's steps ``n`` and, for what the gate does not bound by count, the input's bytes ``b``.
+trajectory's steps ``n`` and, for what the gate does not bound by count, the longest list ``u``
+of the input and the values ``v`` it holds in all.
 
 Two readings of the same tree (``Assumptions``):
 
@@ -13,10 +14,12 @@ Two readings of the same tree (``Assumptions``):
   holding by the textbook selectivities of a query planner (an equality holds one time in ten;
   what stands after ``&&`` runs that often; ``filter`` keeps that share). A rule whose expected
   cost is over the evaluation budget cannot finish within it and is refused.
-- ``worst``, at evaluation: every guard passes, every filter keeps everything, and any list,
-  string or element the gate does not count is as large as the input's bytes. Evaluations
-  whose worst case fits well within the budget run in-process; the rest in a supervised child
-  (approvals.policy.supervised) that is ended at the budget.
+- ``AT_EVALUATION``: the same reading at an action's own size: its steps, its longest list, its
+  values. An evaluation runs in-process when that is well within the budget and its trajectory
+  is at most a tenth of the step limit (there, a filter keeping every step keeps no more than the
+  import's estimate let it keep at the limit); any other in a supervised child
+  (approvals.policy.supervised) that is ended at the budget, since what the estimate assumes
+  (how often a condition holds) is exactly what a runaway breaks.
 
 The constants are nanoseconds measured with the reference binding by ``bench/cel_cost.py``.
 """
@@ -62,18 +65,19 @@ BYTES_PER_VALUE = 20  # a step's values: its share of the body limit, at this ma
 SELECTIVITY = {"==": 0.1, "!=": 0.9, "in": 0.1, "<": 1 / 3, "<=": 1 / 3, ">": 1 / 3, ">=": 1 / 3}
 STRING_FUNCTIONS = frozenset({"contains", "startsWith", "endsWith"})
 
-Term = tuple[int, int]  # (power of n, power of b)
+Term = tuple[int, int, int]  # powers of n (the steps), u (the longest list), v (the values in all)
 
 
 @dataclass(frozen=True)
 class Poly:
-    """A polynomial in n (trajectory steps) and b (input bytes) with non-negative coefficients."""
+    """A polynomial in n (the trajectory's steps), u (the input's longest list) and v (the values it
+    holds in all), with non-negative coefficients; n may have a power of -1 (v/n: a step's share)."""
 
     terms: Mapping[Term, float] = field(default_factory=dict)
 
     @staticmethod
     def const(value: float) -> Poly:
-        return Poly({(0, 0): float(value)} if value else {})
+        return Poly({(0, 0, 0): float(value)} if value else {})
 
     def __add__(self, other: Poly | float) -> Poly:
         if not isinstance(other, Poly):
@@ -87,9 +91,10 @@ class Poly:
         if not isinstance(other, Poly):
             return Poly({t: c * other for t, c in self.terms.items()} if other else {})
         terms: dict[Term, float] = {}
-        for (n1, b1), c1 in self.terms.items():
-            for (n2, b2), c2 in other.terms.items():
-                terms[(n1 + n2, b1 + b2)] = terms.get((n1 + n2, b1 + b2), 0.0) + c1 * c2
+        for (n1, u1, v1), c1 in self.terms.items():
+            for (n2, u2, v2), c2 in other.terms.items():
+                term = (n1 + n2, u1 + u2, v1 + v2)
+                terms[term] = terms.get(term, 0.0) + c1 * c2
         return Poly(terms)
 
     __rmul__ = __mul__
@@ -99,15 +104,16 @@ class Poly:
         """At least both, for every size (the larger coefficient of each term)."""
         return Poly({t: max(self.terms.get(t, 0.0), other.terms.get(t, 0.0)) for t in {*self.terms, *other.terms}})
 
-    def at(self, n: float, b: float = 0.0) -> float:
-        return sum(coef * n**pn * b**pb for (pn, pb), coef in self.terms.items())
+    def at(self, n: float, u: float = 0.0, v: float = 0.0) -> float:
+        n = max(n, 1.0)
+        return sum(coef * n**pn * u**pu * v**pv for (pn, pu, pv), coef in self.terms.items())
 
-    def compiled(self) -> tuple[tuple[float, int, int], ...]:
-        return tuple((coef, pn, pb) for (pn, pb), coef in sorted(self.terms.items()))
+    def compiled(self) -> tuple[tuple[float, int, int, int], ...]:
+        return tuple((coef, *term) for term, coef in sorted(self.terms.items()))
 
 
 ZERO, ONE, NODE = Poly(), Poly.const(1), Poly.const(NODE_NS)
-N, B = Poly({(1, 0): 1.0}), Poly({(0, 1): 1.0})
+N = Poly({(1, 0, 0): 1.0})
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,12 @@ class Shape:
     length: Poly = ZERO  # a list's or map's items, a string's bytes
     item: Shape | None = None  # a list's items, a map's values
     fields: Mapping[str, Shape] | None = None  # a map's known fields
+    in_step: bool = False  # unknown, inside a step: the steps share the input's values
 
 
 SCALAR = Shape("scalar")
 UNKNOWN = Shape("unknown")
+UNKNOWN_IN_STEP = Shape("unknown", in_step=True)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,17 @@ def expected(steps: int, body_bytes: int) -> Assumptions:
     )
 
 
-WORST = Assumptions("worst", unknown_items=B, unknown_values=B, string_bytes=B, step_values=B, selective=False)
+# At evaluation: the same reading at this action's size: its steps, their values (a step's share
+# of them, v/n), and lists the gate does not bound as long as the input's longest (u, at least
+# ASSUMED_ITEMS).
+AT_EVALUATION = Assumptions(
+    "at evaluation",
+    unknown_items=Poly({(0, 1, 0): 1.0}),
+    unknown_values=Poly.const(ASSUMED_VALUES),
+    string_bytes=Poly.const(ASSUMED_STRING_BYTES),
+    step_values=Poly({(-1, 0, 1): 1.0}),
+    selective=True,
+)
 
 
 def step_shape(a: Assumptions) -> Shape:
@@ -159,8 +177,8 @@ def step_shape(a: Assumptions) -> Shape:
             "tool": small,
             "role": small,
             "content": Shape("string", a.string_bytes),
-            "args": UNKNOWN,
-            "result": UNKNOWN,
+            "args": UNKNOWN_IN_STEP,
+            "result": UNKNOWN_IN_STEP,
         },
     )
 
@@ -240,7 +258,7 @@ class _Walker:
     def contents(self, shape: Shape, depth: int = 0) -> Poly:
         """The values ``shape`` holds, at every level."""
         if shape.kind == "unknown" or depth > 8:
-            return self.a.unknown_values
+            return self.a.step_values if shape.in_step else self.a.unknown_values
         if shape.fields is not None:
             if shape is self.roots.get("__step__"):
                 return self.a.step_values
@@ -255,7 +273,7 @@ class _Walker:
             return shape.length, Shape("string", Poly.const(16))
         if shape.kind in ("list", "map"):
             return shape.length, shape.item or UNKNOWN
-        return self.a.unknown_items, UNKNOWN
+        return self.a.unknown_items, UNKNOWN_IN_STEP if shape.in_step else UNKNOWN
 
     def walk(self, node: syntax.Node, env: Mapping[str, Shape]) -> tuple[Poly, Shape, float]:
         """(cost in ns, shape, chance of being true)."""
@@ -274,6 +292,8 @@ class _Walker:
         cost, shape, _ = self.walk(node.operand, env)
         if shape.fields is not None:
             found = shape.fields.get(node.field, UNKNOWN)
+        elif shape.in_step:
+            found = UNKNOWN_IN_STEP
         else:
             found = shape.item or UNKNOWN if shape.kind == "map" else UNKNOWN
         return cost + NODE + SELECT_VALUE_NS * self.values(found), found, 0.5
@@ -286,6 +306,8 @@ class _Walker:
         cost, shape, _ = self.walk(node.operand, env)
         index_cost, _, _ = self.walk(node.index, env)
         found = shape.item or UNKNOWN if shape.kind in ("list", "map") and shape.fields is None else UNKNOWN
+        if shape.in_step:
+            found = UNKNOWN_IN_STEP
         if shape.fields is not None and isinstance(node.index, syntax.Literal) and isinstance(node.index.value, str):
             found = shape.fields.get(node.index.value, UNKNOWN)
         return cost + index_cost + NODE + INDEX_NS, found, 0.5
@@ -394,25 +416,27 @@ class _Walker:
         before = len(self.parts)
         self.inside.append(node.var)
         predicate, predicate_shape, chance = self.walk(node.predicate, inner)
-        each = VISIT_NS + VISIT_VALUE_NS * self.contents(item) + predicate
+        each = VISIT_NS + predicate
+        # Visiting an element copies it: over the pass, every value the range holds, once.
+        visiting = VISIT_VALUE_NS * self.contents(range_shape)
         transform_shape = None
         if node.transform is not None:
             transform, transform_shape, _ = self.walk(node.transform, inner)
             each += self.sel(chance) * transform
         self.inside.pop()
-        cost = range_cost + count * each
+        cost = range_cost + count * each + visiting
         over = f"{node.range.name}." if isinstance(node.range, syntax.Ident) else ""
         where = f"{over}{node.macro}({node.var}, …)"
         nested = [label for _, label, depth in self.parts[before:] if depth == len(self.inside) + 1]
         if nested:
             where += " around " + ", ".join(dict.fromkeys(nested))
         if node.macro not in ("map", "filter"):
-            self.parts.append((count * each, where, len(self.inside)))
+            self.parts.append((count * each + visiting, where, len(self.inside)))
             return cost, SCALAR, 0.5
         kept = count if node.macro == "map" and node.transform is None else self.sel(chance) * count
         made = {"filter": item}.get(node.macro) or transform_shape or predicate_shape
         copying = 0.5 * kept * kept * (APPEND_NS + APPEND_VALUE_NS * self.contents(made))
-        self.parts.append((count * each + copying, where, len(self.inside)))
+        self.parts.append((count * each + visiting + copying, where, len(self.inside)))
         return cost + copying, Shape("list", kept, item=made), 0.5
 
 
@@ -463,10 +487,10 @@ def estimate(tree: syntax.Node, assumptions: Assumptions, params: Shape = UNKNOW
     return Estimate(cost=cost, parts=walker.parts)
 
 
-def worst_case(trees: Iterable[syntax.Node], params_schema: Any) -> tuple[tuple[float, int, int], ...]:
-    """Every rule's worst case together, as (coefficient, power of n, power of b) terms in ns."""
+def at_evaluation(trees: Iterable[syntax.Node], params_schema: Any) -> tuple[tuple[float, int, int, int], ...]:
+    """Every rule's estimate together at an action's size, (ns, power of n, of u, of v) terms."""
     params = schema_shape(params_schema)
     total = ZERO
     for tree in trees:
-        total += estimate(tree, WORST, params).cost
+        total += estimate(tree, AT_EVALUATION, params).cost
     return total.compiled()

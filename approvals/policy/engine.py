@@ -65,9 +65,10 @@ class CompiledPolicy:
     history_matches: tuple[dict[str, Any], ...] = ()
     # The proposal variables the lookup URLs and history matches refer to.
     evidence_variables: frozenset[str] = frozenset()
-    # Every rule's worst case together, (ns, power of n, power of b) terms (approvals.policy.cel_cost):
-    # what decides whether an evaluation runs in-process or in the supervised child; None: the child.
-    worst_case: tuple[tuple[float, int, int], ...] | None = None
+    # Every rule's estimate at an action's size, (ns, power of n, of u, of v) terms
+    # (approvals.policy.cel_cost): part of what sends an evaluation to the supervised child; None:
+    # always the child.
+    cost_at_evaluation: tuple[tuple[float, int, int, int], ...] | None = None
     # What names the rules to the supervised child (approvals.policy.supervised.policy_key).
     rules_key: str = ""
 
@@ -125,9 +126,9 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     history_matches = tuple({stored: cel.compile(text) for stored, text in h.match.items()} for h in spec.history)
     programs = [p for url in lookup_urls for p in url.programs()] + [p for m in history_matches for p in m.values()]
     try:
-        worst_case = cel_cost.worst_case([cel_parse(text) for text in texts], spec.params_schema)
+        cost_at_evaluation = cel_cost.at_evaluation([cel_parse(text) for text in texts], spec.params_schema)
     except CelSyntaxError:  # a rule stored before its syntax was read: always in the child
-        worst_case = None
+        cost_at_evaluation = None
     return CompiledPolicy(
         spec=spec,
         version=version,
@@ -138,7 +139,7 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
         lookup_urls=lookup_urls,
         history_matches=history_matches,
         evidence_variables=frozenset(PROPOSAL_VARIABLES & {name for p in programs for name in p.variables()}),
-        worst_case=worst_case,
+        cost_at_evaluation=cost_at_evaluation,
         rules_key=supervised.policy_key(tuple(texts)),
     )
 

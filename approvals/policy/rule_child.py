@@ -17,6 +17,7 @@ import ctypes
 import signal
 import sys
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
@@ -37,40 +38,69 @@ def _die_with_parent() -> None:
         pass  # elsewhere the closed stdin ends it once the rule returns
 
 
-def answer(program: Any, context: cel.Context, index: int) -> dict[str, Any]:
-    try:
-        result = program.execute(context)
-    except Exception as exc:  # any error in a rule fails closed, in the parent
-        return {"i": index, "e": f"{type(exc).__name__}: {exc}"}
+ANSWER = "_gate_answer"  # the function the combined program reports each rule's result through
+
+
+def answer(index: int, result: Any) -> dict[str, Any]:
     if isinstance(result, bool):
         return {"i": index, "v": result}
     return {"i": index, "t": type(result).__name__}
 
 
+class Policy:
+    """A policy's rules, compiled one by one and as one list that reports each rule as it ends."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.programs = [cel.compile(source) for source in sources]
+        marked = ", ".join(f"{ANSWER}({index}, ({source}\n))" for index, source in enumerate(sources))
+        self.combined = cel.compile(f"[{marked}]")
+
+    def run(self, variables: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        """Every rule in one call (each CEL call sets its environment up anew, which costs more than
+        a simple rule), each result sent as its rule ends, in order; when a rule raises, the list
+        stops there, and that rule and the ones after it run one by one."""
+        answered = 0
+
+        def report(index: int, result: Any) -> Any:
+            nonlocal answered
+            send(answer(index, result))
+            answered = index + 1
+            return result
+
+        context = cel.Context(variables, {**FUNCTIONS, ANSWER: report})
+        with contextlib.suppress(Exception):  # a rule raised: it and the rest one by one, so that
+            self.combined.execute(context)  # the error is its own
+            return
+        for index in range(answered, len(self.programs)):
+            try:
+                send(answer(index, self.programs[index].execute(context)))
+            except Exception as exc:  # any error in a rule fails closed, in the parent
+                send({"i": index, "e": f"{type(exc).__name__}: {exc}"})
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
-    policies: OrderedDict[str, list[Any]] = OrderedDict()
-    answers.write(frame_encode({"ready": True}))
-    answers.flush()
+    policies: OrderedDict[str, Policy] = OrderedDict()
+
+    def send(value: dict[str, Any]) -> None:
+        answers.write(frame_encode(value))
+        answers.flush()  # the parent knows which rule runs if the budget runs out
+
+    send({"ready": True})
     while (request := frame_read(requests)) is not None:
         key = request["key"]
         if request.get("rules") is not None:
-            policies[key] = [cel.compile(source) for source in request["rules"]]
+            policies[key] = Policy(request["rules"])
             while len(policies) > KEPT_POLICIES:
                 policies.popitem(last=False)
         if key not in policies:  # forgotten, or this process is new: the parent sends them again
-            answers.write(frame_encode({"unknown": key}))
-            answers.flush()
+            send({"unknown": key})
             continue
         policies.move_to_end(key)
         variables = request["variables"]
         if isinstance(variables.get("now"), str):
             variables["now"] = datetime.fromisoformat(variables["now"])
-        context = cel.Context(variables, FUNCTIONS)
-        for index, program in enumerate(policies[key]):
-            answers.write(frame_encode(answer(program, context, index)))
-            answers.flush()
-        answers.write(frame_encode({"done": True}))
-        answers.flush()
+        policies[key].run(variables, send)
+        send({"done": True})
 
 
 def main() -> None:

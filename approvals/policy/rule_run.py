@@ -1,10 +1,11 @@
 """Running a policy's rules within the evaluation budget: in-process, or in the supervised child.
 
-An evaluation whose worst case (approvals.policy.cel_cost, at this action's steps and input
-bytes) is within IN_PROCESS_SHARE of the budget runs here, as one CEL call for every rule; the
-budget is checked between calls and an overrun is reported after the fact. Any other runs in the
-supervised child (approvals.policy.supervised), which is ended at the budget: a rule that would
-run for minutes holds the action within the budget, named, and the evaluating process carries on.
+An evaluation whose estimate at this action's size (approvals.policy.cel_cost: its steps, its
+longest list, its values) is within IN_PROCESS_SHARE of the budget runs here, as one CEL call
+for every rule; the budget is checked
+between calls and an overrun is reported after the fact. Any other runs in the supervised child
+(approvals.policy.supervised), which is ended at the budget: a rule that would run for minutes
+holds the action within the budget, named, and the evaluating process carries on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import cel
 
 from approvals.policy import language, supervised
+from approvals.policy.cel_cost import ASSUMED_ITEMS, SELECTIVITY
+from approvals.policy.expressions import cost_limits
 from approvals.policy.findings import finding as _finding
 from approvals.policy.rewrite import MESSAGES, STEPS, conversation
 from approvals.policy.rule_frames import json_encode
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 # In-process only what could not overrun the budget unless its cost were misjudged tenfold.
 IN_PROCESS_SHARE = 0.1
+WHOLE_TRAJECTORY = ("trajectory", STEPS, MESSAGES)
 TIME_BUDGET_EXCEEDED = "time budget exceeded"
 
 
@@ -111,10 +115,41 @@ def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float, b
     return findings
 
 
-def worst_case_ns(policy: CompiledPolicy, steps: int, input_bytes: int) -> float:
-    if policy.worst_case is None:
+def input_sizes(values: dict) -> tuple[int, int]:
+    """(the longest list or map, the values in all) of the rule variables: the trajectory's steps
+    and their contents included, the trajectory itself (and its indices and messages) not, whose
+    length the estimate counts exactly."""
+    longest = count = 0
+    stack = [value for name, value in values.items() if name not in WHOLE_TRAJECTORY]
+    for name in WHOLE_TRAJECTORY:
+        stack.extend(values.get(name) or ())
+    while stack:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            longest = max(longest, len(value))
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            longest = max(longest, len(value))
+            stack.extend(value)
+    return longest, count
+
+
+def cost_at_evaluation_ns(policy: CompiledPolicy, steps: int, longest: int, values: int) -> float:
+    if policy.cost_at_evaluation is None:
         return float("inf")
-    return sum(coef * steps**pn * input_bytes**pb for coef, pn, pb in policy.worst_case)
+    n, u = float(max(steps, 1)), float(max(longest, ASSUMED_ITEMS))
+    return sum(coef * n**pn * u**pu * values**pv for coef, pn, pu, pv in policy.cost_at_evaluation)
+
+
+def in_process(policy: CompiledPolicy, steps: int, values: dict, budget_seconds: float) -> bool:
+    """Whether an evaluation stays in-process: its trajectory is short enough that no condition
+    can select more steps than the import's estimate assumed at the step limit (an equality one
+    time in ten), and its estimate at this size is well within the budget."""
+    if steps > cost_limits().steps * SELECTIVITY["=="]:
+        return False
+    longest, count = input_sizes(values)
+    return cost_at_evaluation_ns(policy, steps, longest, count) <= IN_PROCESS_SHARE * budget_seconds * 1e9
 
 
 def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
@@ -123,13 +158,9 @@ def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds:
     if budget_seconds <= 0:
         return [_not_evaluated(rule.spec, budget_seconds) for rule in policy.rules]
     values = rule_values(policy, proposal)
-    # The input's bytes bound every list, string and element the gate does not count itself; only
-    # encoded when the worst case depends on them (the child is sent these very bytes).
-    encoded = json_encode(values) if policy.worst_case is None or any(pb for _, _, pb in policy.worst_case) else b""
-    worst = worst_case_ns(policy, len(proposal.trajectory), len(encoded))
-    if worst > IN_PROCESS_SHARE * budget_seconds * 1e9:
-        return _supervised_findings(policy, encoded or json_encode(values), budget_seconds)
-    return _in_process_findings(policy, cel.Context(values, language.FUNCTIONS), budget_seconds)
+    if in_process(policy, len(proposal.trajectory), values, budget_seconds):
+        return _in_process_findings(policy, cel.Context(values, language.FUNCTIONS), budget_seconds)
+    return _supervised_findings(policy, json_encode(values), budget_seconds)
 
 
 def _in_process_findings(policy: CompiledPolicy, context: cel.Context, budget_seconds: float) -> list[dict]:

@@ -113,12 +113,20 @@ def test_after_a_runaway_the_next_evaluation_is_answered_by_a_fresh_child(ready_
     assert decision.status == AUTO_APPROVED
 
 
-def test_small_evaluations_stay_in_process_and_large_ones_go_to_the_child() -> None:
-    compiled = policy(("looked_up", "trajectory.exists(s, s.tool == 'search' && s.args.q == '1')"))
-    share = rule_run.IN_PROCESS_SHARE * 0.5 * 1e9
+def test_what_the_estimate_at_this_size_keeps_within_the_budget_stays_in_process() -> None:
+    compiled = policy(
+        ("looked_up", "trajectory.exists(s, s.tool == 'search' && s.args.q == '1')"),
+        ("runaway", SLIPS_THROUGH),
+        ("listed", "params.items.filter(i, i > 0).size() >= 0"),
+    )
 
-    assert rule_run.worst_case_ns(compiled, 5, 1_000) < share
-    assert rule_run.worst_case_ns(compiled, 1000, 120_000) > share
+    def stays(trajectory: list[dict[str, Any]], params: dict[str, Any]) -> bool:
+        given = proposal(trajectory, params)
+        return rule_run.in_process(compiled, len(trajectory), rule_run.rule_values(compiled, given), BUDGET)
+
+    assert stays(steps(5), {"items": [1, 2, 3]})
+    assert not stays(steps(1000), {"items": [1, 2, 3]})  # the filter over the longest trajectory
+    assert not stays(steps(5), {"items": list(range(20_000))})  # a list far longer than assumed
 
 
 @pytest.mark.parametrize(
