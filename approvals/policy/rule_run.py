@@ -17,7 +17,7 @@ import cel
 
 from approvals.policy import language, supervised
 from approvals.policy.cel_cost import ASSUMED_ITEMS, SELECTIVITY
-from approvals.policy.expressions import cost_limits
+from approvals.policy.expressions import DEFAULT_BODY_BYTES, DEFAULT_STEPS
 from approvals.policy.findings import finding as _finding
 from approvals.policy.rewrite import MESSAGES, STEPS, conversation
 from approvals.policy.rule_frames import json_encode
@@ -26,8 +26,11 @@ from approvals.policy.spec import RuleSpec
 if TYPE_CHECKING:
     from approvals.policy.engine import CompiledPolicy, Proposal
 
-# In-process only what could not overrun the budget unless its cost were misjudged tenfold.
+# In-process only what could not overrun the budget unless its cost were misjudged tenfold, on a
+# trajectory no longer than what the import's estimate lets a condition select at the step limit.
 IN_PROCESS_SHARE = 0.1
+IN_PROCESS_STEPS = int(DEFAULT_STEPS * SELECTIVITY["=="])
+MAX_VALUES = DEFAULT_BODY_BYTES // 2  # what a proposal of the largest body holds at most
 WHOLE_TRAJECTORY = ("trajectory", STEPS, MESSAGES)
 TIME_BUDGET_EXCEEDED = "time budget exceeded"
 
@@ -117,39 +120,52 @@ def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float, b
 
 def input_sizes(values: dict) -> tuple[int, int]:
     """(the longest list or map, the values in all) of the rule variables: the trajectory's steps
-    and their contents included, the trajectory itself (and its indices and messages) not, whose
-    length the estimate counts exactly."""
+    and their contents included, the trajectory itself not (the estimate counts its length), nor
+    its indices and messages (made from it)."""
     longest = count = 0
-    stack = [value for name, value in values.items() if name not in WHOLE_TRAJECTORY]
-    for name in WHOLE_TRAJECTORY:
-        stack.extend(values.get(name) or ())
+    stack: list[Any] = [value for name, value in values.items() if name not in WHOLE_TRAJECTORY]
+    stack.extend(values.get("trajectory") or ())
+    pop, push, dict_type, list_type = stack.pop, stack.extend, dict, list
     while stack:
-        value = stack.pop()
+        value = pop()
         count += 1
-        if isinstance(value, dict):
-            longest = max(longest, len(value))
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            longest = max(longest, len(value))
-            stack.extend(value)
+        kind = type(value)
+        if kind is dict_type:
+            if len(value) > longest:
+                longest = len(value)
+            push(value.values())
+        elif kind is list_type:
+            if len(value) > longest:
+                longest = len(value)
+            push(value)
     return longest, count
 
 
 def cost_at_evaluation_ns(policy: CompiledPolicy, steps: int, longest: int, values: int) -> float:
     if policy.cost_at_evaluation is None:
         return float("inf")
-    n, u = float(max(steps, 1)), float(max(longest, ASSUMED_ITEMS))
-    return sum(coef * n**pn * u**pu * values**pv for coef, pn, pu, pv in policy.cost_at_evaluation)
+    n, u, total = float(max(steps, 1)), float(max(longest, ASSUMED_ITEMS)), 0.0
+    for coef, pn, pu, pv in policy.cost_at_evaluation:
+        total += coef * n**pn * u**pu * values**pv
+    return total
 
 
 def in_process(policy: CompiledPolicy, steps: int, values: dict, budget_seconds: float) -> bool:
     """Whether an evaluation stays in-process: its trajectory is short enough that no condition
     can select more steps than the import's estimate assumed at the step limit (an equality one
     time in ten), and its estimate at this size is well within the budget."""
-    if steps > cost_limits().steps * SELECTIVITY["=="]:
+    terms = policy.cost_at_evaluation
+    if terms is None or steps > IN_PROCESS_STEPS:
         return False
-    longest, count = input_sizes(values)
-    return cost_at_evaluation_ns(policy, steps, longest, count) <= IN_PROCESS_SHARE * budget_seconds * 1e9
+    share = IN_PROCESS_SHARE * budget_seconds * 1e9
+    if any(pu for _, _, pu, _ in terms):
+        longest, count = input_sizes(values)
+        return cost_at_evaluation_ns(policy, steps, longest, count) <= share
+    # No list of unknown length in the rules: only the steps' values count (a step's share, v/n).
+    # At most half the body limit ("1,"): often that alone says it fits, and nothing is measured.
+    if cost_at_evaluation_ns(policy, steps, 0, MAX_VALUES) <= share:
+        return True
+    return cost_at_evaluation_ns(policy, steps, 0, input_sizes(values)[1]) <= share
 
 
 def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
