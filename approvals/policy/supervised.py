@@ -1,9 +1,9 @@
 """Rules that might run past the budget run in a child process, which is ended when they do.
 
 A CEL call cannot be interrupted: the binding holds the interpreter lock while it runs, so neither
-a signal nor a watching thread gets a word in. So an evaluation whose worst case does not fit
-well within the budget (approvals.policy.cel_cost) runs in a child of the evaluating process
-(approvals.policy.rule_child), which answers rule by rule. The parent waits for the answers until
+a signal nor a watching thread gets a word in. So an evaluation that the estimate at its own size
+does not keep well within the budget (approvals.policy.rule_run) runs in a child of the evaluating
+process (approvals.policy.rule_child), which answers rule by rule as each ends. The parent waits for the answers until
 the budget is spent, then ends the child: the rule still running is named, the evaluating
 process (a Celery worker) carries on, and a fresh child is started for the next evaluation.
 

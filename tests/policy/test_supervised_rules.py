@@ -1,6 +1,6 @@
-"""Rules whose worst case does not fit well within the budget run in a supervised child process,
-ended at the budget: a runaway holds the action within the budget, naming the rule, and this
-process carries on. The real CEL binding and real child processes throughout; no database."""
+"""Rules that the estimate at the action's size does not keep well within the budget run in a
+supervised child process, ended at the budget: a runaway holds the action within the budget,
+naming the rule, and this process carries on. The real CEL binding and real child processes throughout; no database."""
 
 from __future__ import annotations
 
