@@ -43,12 +43,12 @@ from approvals.policy.rewrite import MESSAGES, STEPS
 # rounded up by about half: a busy machine measures more, and an estimate errs on the costly side.
 VISIT_NS = 200.0  # one element a comprehension visits
 VISIT_VALUE_NS = 150.0  # per value inside that element, which it copies
-APPEND_NS = 120.0  # map/filter: per element of the list built so far, copied at every element
-APPEND_VALUE_NS = 300.0  # ... per value inside such an element (a map's keys are copied too)
+APPEND_NS = 200.0  # map/filter: per element of the list built so far, copied at every element
+APPEND_VALUE_NS = 500.0  # ... per value inside such an element (a map's keys are copied too)
 SELECT_VALUE_NS = 150.0  # per value of a field selected (`s.result` copies the result)
 INDEX_NS = 200.0  # an item of a list read by index (`trajectory[i]` copies nothing)
 NODE_NS = 50.0  # a name, a literal, an operator, a cheap function
-EQUAL_VALUE_NS = 100.0  # per value compared by ==, != and `in`
+EQUAL_VALUE_NS = 300.0  # per value compared by ==, != and `in`
 BYTE_NS = 0.5  # per byte of a string compared, searched, joined
 MATCH_BYTE_NS = 1.0  # per byte a pattern reads
 DYNAMIC_PATTERN_NS = 1_000_000.0  # compiling a pattern that is not a literal, at every call
