@@ -1,9 +1,9 @@
 """Running a policy's rules within the evaluation budget: in-process, or in the supervised child.
 
-An evaluation whose estimate at this action's size (approvals.policy.cel_cost: its steps, its
-longest list, its values) is within IN_PROCESS_SHARE of the budget runs here, as one CEL call
-for every rule; the budget is checked
-between calls and an overrun is reported after the fact. Any other runs in the supervised child
+An evaluation of at most IN_PROCESS_STEPS steps whose estimate at its own size
+(approvals.policy.cel_cost: its steps, its longest list, its values) is within IN_PROCESS_SHARE of
+the budget runs here, as one CEL call for every rule; the budget is checked between calls and an
+overrun is reported after the fact. Any other runs in the supervised child
 (approvals.policy.supervised), which is ended at the budget: a rule that would run for minutes
 holds the action within the budget, named, and the evaluating process carries on.
 """
