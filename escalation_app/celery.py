@@ -1,11 +1,12 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.db import connections
 
 from approvals.ops import logging as gate_logging
 from approvals.ops.health import HeartbeatStep
+from approvals.policy import supervised
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "escalation_app.settings")
 
@@ -23,6 +24,13 @@ app.autodiscover_tasks(
 app.steps["worker"].add(HeartbeatStep)
 task_prerun.connect(gate_logging.celery_task_started)
 task_postrun.connect(gate_logging.celery_task_finished)
+
+
+@worker_process_init.connect
+def start_rule_child(**_: object) -> None:
+    """Each pool process starts the child its costly rules run in (approvals.policy.supervised) now,
+    so that its first evaluation does not wait for the child's start."""
+    supervised.child_start()
 
 
 @task_prerun.connect

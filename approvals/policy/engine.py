@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,15 +14,18 @@ from typing import Any
 import cel
 import jsonschema_rs
 
-from approvals.policy import language
+from approvals.policy import cel_cost, supervised
 from approvals.policy.builtins import builtin_findings
+from approvals.policy.cel_syntax import CelSyntaxError, cel_parse
 from approvals.policy.evidence import UrlTemplate, compile_url, value_at
 from approvals.policy.findings import finding as _finding
-from approvals.policy.rewrite import MESSAGES, STEPS, conversation, for_binding
+from approvals.policy.rewrite import MESSAGES, STEPS, for_binding
+from approvals.policy.rule_run import rule_context as rule_context
+from approvals.policy.rule_run import rule_findings
 from approvals.policy.spec import ActionTypeSpec, RuleSpec
 
-# Wall-clock budget of one evaluation's rules. A compiled CEL call cannot be interrupted, so the
-# budget is checked between rules and what is left unevaluated is an error (held for review).
+# Wall-clock budget of one evaluation's rules (approvals.policy.rule_run): past it, what is left
+# unevaluated is an error, and a rule still running in the supervised child is stopped (held).
 DEFAULT_TIME_BUDGET_SECONDS = 0.5
 # Checked before any rule runs, so that no single CEL call can be handed an unbounded input.
 MAX_TRAJECTORY_STEPS = 1000
@@ -63,6 +65,12 @@ class CompiledPolicy:
     history_matches: tuple[dict[str, Any], ...] = ()
     # The proposal variables the lookup URLs and history matches refer to.
     evidence_variables: frozenset[str] = frozenset()
+    # Every rule's estimate at an action's size, (ns, power of n, of u, of v) terms
+    # (approvals.policy.cel_cost): part of what sends an evaluation to the supervised child; None:
+    # always the child.
+    cost_at_evaluation: tuple[tuple[float, int, int, int], ...] | None = None
+    # What names the rules to the supervised child (approvals.policy.supervised.policy_key).
+    rules_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,10 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
     lookup_urls = tuple(compile_url(lookup.url) for lookup in spec.lookups)
     history_matches = tuple({stored: cel.compile(text) for stored, text in h.match.items()} for h in spec.history)
     programs = [p for url in lookup_urls for p in url.programs()] + [p for m in history_matches for p in m.values()]
+    try:
+        cost_at_evaluation = cel_cost.at_evaluation([cel_parse(text) for text in texts], spec.params_schema)
+    except CelSyntaxError:  # a rule stored before its syntax was read: always in the child
+        cost_at_evaluation = None
     return CompiledPolicy(
         spec=spec,
         version=version,
@@ -127,6 +139,8 @@ def compile_policy(spec: ActionTypeSpec, version: int) -> CompiledPolicy:
         lookup_urls=lookup_urls,
         history_matches=history_matches,
         evidence_variables=frozenset(PROPOSAL_VARIABLES & {name for p in programs for name in p.variables()}),
+        cost_at_evaluation=cost_at_evaluation,
+        rules_key=supervised.policy_key(tuple(texts)),
     )
 
 
@@ -152,115 +166,6 @@ def schema_findings(policy: CompiledPolicy, params: Any) -> list[dict]:
         )
         for error in errors
     ]
-
-
-def rule_context(policy: CompiledPolicy, proposal: Proposal, variables: frozenset[str] | None = None) -> cel.Context:
-    """The CEL context of ``variables`` (default: those the policy's rules refer to) with the gate's
-    functions. Built once per action and shared by every rule: converting a long trajectory is the
-    costly part."""
-    values = {
-        "params": proposal.params,
-        "action_type": proposal.action_type,
-        "confidence": proposal.confidence,
-        "context": proposal.context,
-        "agent": proposal.agent,
-        "now": proposal.now,
-        "trajectory": proposal.trajectory,
-        "lookups": proposal.lookups,
-        "history": proposal.history,
-    }
-    wanted = policy.variables if variables is None else variables
-    if STEPS in wanted:
-        values[STEPS] = list(range(len(proposal.trajectory)))
-    if MESSAGES in wanted:
-        values[MESSAGES] = conversation(proposal.trajectory)
-    # The gate's functions (approvals.policy.language) are given at construction, not added after.
-    return cel.Context({name: value for name, value in values.items() if name in wanted}, language.FUNCTIONS)
-
-
-def _rule_finding(spec: RuleSpec, result: Any) -> dict:
-    if not isinstance(result, bool):
-        return _finding(
-            spec.name,
-            "error",
-            "review",
-            spec.message or f"rule {spec.name} did not return a boolean",
-            error=f"result is {type(result).__name__}, not bool",
-        )
-    if result:
-        return _finding(spec.name, "pass", "none", "")  # a rule's message describes its failure
-    extra = {"risk": spec.risk} if spec.on_fail == "risk" else {}
-    return _finding(spec.name, "fail", spec.on_fail, spec.message or f"rule {spec.name} failed", **extra)
-
-
-def _budget(seconds: float) -> str:
-    return f"{seconds * 1000:g} ms (GATE_EVALUATION_BUDGET_MS)"
-
-
-def _one_by_one(policy: CompiledPolicy, context: cel.Context, deadline: float, budget_seconds: float) -> list[dict]:
-    findings: list[dict] = []
-    for rule in policy.rules:
-        spec = rule.spec
-        if time.monotonic() > deadline:
-            findings.append(
-                _finding(
-                    spec.name,
-                    "error",
-                    "review",
-                    f"not evaluated: the evaluation ran out of its time budget, {_budget(budget_seconds)}",
-                    error="time budget exceeded",
-                )
-            )
-            continue
-        try:
-            result = rule.program.execute(context)
-        except Exception as exc:  # any error in a rule fails closed
-            findings.append(
-                _finding(
-                    spec.name,
-                    "error",
-                    "review",
-                    spec.message or f"rule {spec.name} raised an error",
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            )
-            continue
-        findings.append(_rule_finding(spec, result))
-    return findings
-
-
-def rule_findings(policy: CompiledPolicy, proposal: Proposal, *, budget_seconds: float) -> list[dict]:
-    if not policy.rules:
-        return []
-    context = rule_context(policy, proposal)
-    deadline = time.monotonic() + budget_seconds
-    results: Any = None
-    if policy.combined is not None and time.monotonic() <= deadline:
-        # All rules in one call: each CEL call sets up its environment anew, which costs more
-        # than a simple rule. When any rule raises, the list raises; then each rule runs on its
-        # own, so that the finding names the rule and its error.
-        try:
-            results = policy.combined.execute(context)
-        except Exception:
-            results = None
-    if isinstance(results, list) and len(results) == len(policy.rules):
-        findings = [_rule_finding(rule.spec, result) for rule, result in zip(policy.rules, results, strict=True)]
-    else:
-        findings = _one_by_one(policy, context, deadline, budget_seconds)
-    overrun = time.monotonic() - deadline
-    if overrun > 0 and findings[-1].get("error") != "time budget exceeded":
-        # A call ran past the budget: its answers stand, but the evaluation is over budget.
-        findings.append(
-            _finding(
-                "evaluation",
-                "error",
-                "review",
-                f"rules took {(budget_seconds + overrun) * 1000:.0f} ms, over the evaluation budget of "
-                f"{_budget(budget_seconds)}",
-                error="time budget exceeded",
-            )
-        )
-    return findings
 
 
 def limit_findings(proposal: Proposal) -> list[dict]:

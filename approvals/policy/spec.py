@@ -241,7 +241,7 @@ def parse_rule(data: Any, place: str) -> tuple[RuleSpec | None, list[str]]:
     name = check.name(data)
     if name in RESERVED_RULE_NAMES:
         check.error("name", f"{name!r} is reserved for the gate's own findings")
-    reason = check_cel_expression(data.get("require"))
+    reason = check_cel_expression(data.get("require"), subject=f"rule {name!r}", rule=True)
     if reason:
         check.error("require", reason)
     on_fail = data.get("on_fail", "review")

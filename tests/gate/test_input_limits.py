@@ -476,6 +476,9 @@ def test_arbitrary_reviewer_bodies_never_fail_the_server(reviewer_client, agent,
 CUBIC = "trajectory.exists(a, trajectory.exists(b, trajectory.exists(c, a.tool == b.tool + c.tool)))"
 # every step is looked for among all the steps: half a million comparisons over 1,000 distinct steps
 QUADRATIC = "trajectory.all(a, trajectory.exists(b, b.args == a.args))"
+# Accepted at import (a filter is expected to keep a tenth of the steps), but every step of
+# steps() is a search: the filter keeps all 1,000 and copies the list it builds at each one.
+SLIPS_THROUGH = "trajectory.filter(s, s.tool == 'search').size() >= 0"
 
 
 def _policy_with(require: str | list[str]) -> dict[str, Any]:
@@ -495,7 +498,12 @@ def _policy_with(require: str | list[str]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("require", "words"),
     [
-        pytest.param(CUBIC, ("rules[0].require", "over the trajectory 3 deep", "at most 2"), id="cubic"),
+        pytest.param(
+            CUBIC,
+            ("rules[0].require", "rule 'rule_0' is estimated to take", "1,000 steps", "GATE_EVALUATION_BUDGET_MS"),
+            id="cubic",
+        ),
+        pytest.param(QUADRATIC, ("rules[0].require", "is estimated to take", "1,000 steps"), id="quadratic"),
         pytest.param(
             "[1].all(a, " * 17 + "true" + ")" * 17,
             ("rules[0].require", "17 deep", "at most 16"),
@@ -531,16 +539,11 @@ def test_the_admin_refuses_a_pathological_rule(client):
     response = client.post("/admin/approvals/actiontype/add/", form(**{"rules-0-require": CUBIC}))
 
     assert response.status_code == 200
-    assert "over the trajectory 3 deep" in response.content.decode()
+    assert "is estimated to take" in response.content.decode()
     assert not Rule.objects.exists()
 
 
-def test_strings_and_real_policies_are_not_mistaken_for_nesting():
-    from approvals.policy.expressions import check_cel_expression, comprehension_nesting
-
-    assert comprehension_nesting('trajectory.exists(s, s.tool == "trajectory.exists(x, trajectory.all(")') == (1, 1)
-    assert comprehension_nesting(QUADRATIC) == (2, 2)
-    assert check_cel_expression(QUADRATIC) is None
+def test_real_policies_are_accepted():
     import yaml
 
     from approvals.policy import parse_document
@@ -554,8 +557,9 @@ def test_an_expensive_rule_over_a_maximal_trajectory_past_the_budget_holds_the_a
 ):
     pass
 
-    # given: an allowed but quadratic rule, the longest trajectory the API takes, and a 5 ms budget
-    policies_import(document=_policy_with([QUADRATIC, "true"]), actor="test")
+    # given: an allowed rule that runs long on this input, the longest trajectory the API takes, and
+    # a 5 ms budget
+    policies_import(document=_policy_with([SLIPS_THROUGH, "true"]), actor="test")
     settings.GATE_EVALUATION_BUDGET_MS = 5
     body = {"action_type": "refund", "params": {}, "trajectory": steps(django_settings.GATE_MAX_TRAJECTORY_STEPS)}
 
