@@ -28,10 +28,13 @@ from tests.fault_services import AppProcess, GateStack, gate_stack, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.server]
 
-# Every evaluation of a "sweep_scan" action runs three rules that each compare every step of its
+# Every evaluation of a "sweep_scan" action runs two rules that each compare every step of its
 # trajectory with every other one: a legitimate, heavy policy that keeps a worker busy for seconds,
 # long enough to be caught mid-evaluation. The rules fail, so the action is blocked by the policy
-# (a Decision row), unless the evaluation is lost or runs twice.
+# (a Decision row), unless the evaluation is lost or runs twice. Their estimated cost (about 6 s on
+# 1,000 steps) is over the default evaluation budget, so this stack's budget is raised to let them
+# in: an operator who accepts slow rules sets GATE_EVALUATION_BUDGET_MS the same way.
+EVALUATION_BUDGET_MS = "20000"
 HEAVY_RULE = "size(trajectory.filter(s, trajectory.exists(t, t.content == s.content + '!'))) > 0"
 POLICY: dict[str, Any] = {
     "version": 1,
@@ -69,7 +72,7 @@ FINAL_OR_HELD = {"auto_approved", "blocked", "needs_review"}
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateStack]:
     policy_file = tmp_path_factory.mktemp("faults") / "policy.json"
     policy_file.write_text(json.dumps(POLICY))
-    with gate_stack(policy_file) as gate:
+    with gate_stack(policy_file, GATE_EVALUATION_BUDGET_MS=EVALUATION_BUDGET_MS) as gate:
         yield gate
 
 
