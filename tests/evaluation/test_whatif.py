@@ -12,25 +12,11 @@ from approvals import policy
 from approvals.evaluation import whatif
 from approvals.evaluation.services import whatif_start
 from approvals.gate.policies import policies_import
-from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
-from approvals.models import ActionType, Agent, AuditEvent, ProposedAction, WhatIfRun
+from approvals.models import AuditEvent, ProposedAction, WhatIfRun
 from approvals.review.services import action_decide, label_create
-from tests.conftest import LOOKED_UP, TEST_POLICY
+from tests.conftest import TEST_POLICY
 from tests.factories import AgentFactory, ReviewerFactory
-
-
-def _propose(agent: Agent, params: dict[str, Any], trajectory: Any = LOOKED_UP) -> ProposedAction:
-    body = {"action_type": "refund", "params": params, "trajectory": trajectory}
-    action, _ = action_propose(
-        agent=agent,
-        action_type=ActionType.objects.get(name="refund"),
-        params=params,
-        fingerprint=request_fingerprint(body),
-        trajectory_raw=trajectory,
-    )
-    action_evaluate(action_id=str(action.id))
-    action.refresh_from_db()
-    return action
+from tests.labelled_history import refund_proposed
 
 
 def history() -> dict[str, ProposedAction]:
@@ -38,13 +24,13 @@ def history() -> dict[str, ProposedAction]:
     policies_import(document=TEST_POLICY, actor="test")
     agent, reviewer = AgentFactory(), ReviewerFactory()
     actions = {
-        "auto_safe": _propose(agent, {"order_id": "A-1", "amount": 20}),
-        "auto_unsafe": _propose(agent, {"order_id": "A-1", "amount": 30}),
-        "big_safe": _propose(agent, {"order_id": "A-1", "amount": 500}),
-        "unlooked_unsafe": _propose(agent, {"order_id": "A-7", "amount": 10}),
-        "unlooked_safe": _propose(agent, {"order_id": "A-8", "amount": 10}),
+        "auto_safe": refund_proposed(agent, {"order_id": "A-1", "amount": 20}),
+        "auto_unsafe": refund_proposed(agent, {"order_id": "A-1", "amount": 30}),
+        "big_safe": refund_proposed(agent, {"order_id": "A-1", "amount": 500}),
+        "unlooked_unsafe": refund_proposed(agent, {"order_id": "A-7", "amount": 10}),
+        "unlooked_safe": refund_proposed(agent, {"order_id": "A-8", "amount": 10}),
     }
-    _propose(agent, {"order_id": "A-1", "amount": 40})  # never labelled: not part of the history
+    refund_proposed(agent, {"order_id": "A-1", "amount": 40})  # never labelled: not part of the history
     assert [a.status for a in actions.values()] == [
         "auto_approved",
         "auto_approved",
