@@ -109,3 +109,5 @@ class Command(BaseCommand):
         self.stdout.write("agent: demo-agent")
         self.stdout.write(f"token: {token}")
         self.stdout.write(f"webhook_secret: {agent.webhook_secret}")
+        # The line the README's quick start asks to paste into the shell that runs its examples.
+        self.stdout.write(f"export TOKEN={token}")
