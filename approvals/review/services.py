@@ -106,7 +106,9 @@ def action_decide(
 
 
 def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
-    """A held action past its review SLA: flagged and put first in the queue, once."""
+    """A held action past its review SLA: flagged and put first in the queue, once. From then on the
+    members of its type's ``escalation_group`` see and may decide it too (selectors.actions_reviewable_by),
+    and the escalation is pushed to their pages."""
     now = now or timezone.now()
     deadline = ProposedAction.objects.filter(pk=action_id).values_list("sla_deadline", flat=True).first()
     try:
