@@ -57,6 +57,7 @@ def listener_groups(*, superuser: bool, group_ids: list[int]) -> list[str]:
         return [SUPERUSERS_GROUP]
     return [QUEUE_GROUP, *(review_group_channel(group_id) for group_id in sorted(group_ids))]
 
+
 _client_lock = threading.Lock()
 _client: redis.Redis | None = None
 

@@ -259,7 +259,9 @@ def _guarded_update(
     of_type = [statements.related_column(ProposedAction, "action_type", name) for name in _AUDIENCE_OF_TYPE]
     if transition.keeps_status:
         where = [key, statements.one_of(ProposedAction, "status", transition.sources), *guard]
-        row = statements.update_returning(ProposedAction, values, where, ["status", "callback_url", *_AUDIENCE], of_type)
+        row = statements.update_returning(
+            ProposedAction, values, where, ["status", "callback_url", *_AUDIENCE], of_type
+        )
         return (str(row[0]), str(row[1]), _audience(row[2:])) if row else None
     for source in transition.sources:
         where = [key, statements.equals(ProposedAction, "status", source), *guard]

@@ -100,7 +100,9 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 @reviewer_required
 def review_row(request: HttpRequest, action_id: UUID) -> HttpResponse:
     """One queue row, for the live queue to insert when an action starts waiting."""
-    action = get_object_or_404(selectors.review_page_queryset(user=request_reviewer(request), tab="queue"), pk=action_id)
+    action = get_object_or_404(
+        selectors.review_page_queryset(user=request_reviewer(request), tab="queue"), pk=action_id
+    )
     return render(request, "approvals/_row.html", {"action": action, "tab": "queue", "now": timezone.now()})
 
 

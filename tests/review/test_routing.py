@@ -238,7 +238,8 @@ def test_an_escalation_group_needs_a_review_sla(gate: Routed) -> None:
     with pytest.raises(PolicyError) as refused:
         policies_import(document=document, actor="test")
     assert refused.value.errors == [
-        "action_types[0] (refund).escalation_group: needs review_sla_minutes (the group joins once the review SLA passes)"
+        "action_types[0] (refund).escalation_group: "
+        "needs review_sla_minutes (the group joins once the review SLA passes)"
     ]
 
 

@@ -81,7 +81,5 @@ def test_push_groups_and_listener_groups_meet_as_the_predicate_says() -> None:
         (1, None, True): {"member", "root"},
     }
     for (review, escalation, escalated), hearing in cases.items():
-        groups = set(
-            events.push_groups(review_group_id=review, escalation_group_id=escalation, escalated=escalated)
-        )
+        groups = set(events.push_groups(review_group_id=review, escalation_group_id=escalation, escalated=escalated))
         assert {who for who, joined in listeners.items() if joined & groups} == hearing
