@@ -94,7 +94,8 @@ def related_column(model: type[models.Model], relation: str, name: str) -> str:
     model's own columns (``update_returning``'s ``also``), in the same statement."""
     key = _field(model, relation)
     related = key.related_model
-    assert isinstance(related, type) and issubclass(related, models.Model)
+    assert isinstance(related, type)
+    assert issubclass(related, models.Model)
     assert related._meta.pk is not None
     return (
         f"(SELECT {column(related, name)} FROM {table(related)} "  # noqa: S608
