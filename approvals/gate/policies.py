@@ -41,7 +41,7 @@ def _next_policy_version() -> int:
     return (latest.number if latest else 0) + 1
 
 
-def _review_groups_known(specs: list[policy.ActionTypeSpec]) -> dict[str, int]:
+def review_groups_known(specs: list[policy.ActionTypeSpec]) -> dict[str, int]:
     """The id of each group the specs name (``review_group``, ``escalation_group``). A name with no
     group is refused with its place (the specs are in the document's order): a typo must never hide
     a type's actions from every reviewer but the superusers."""
@@ -145,7 +145,7 @@ def policies_import_report(
     ``accept_risk``), and changes nothing then.
     """
     specs = policy.parse_document(document)
-    groups = _review_groups_known(specs)
+    groups = review_groups_known(specs)
     compiled = {spec.name: policy.compile_policy(spec, 0) for spec in specs}
     tests = policy.policy_tests_check(specs, compiled=compiled)
     with transaction.atomic():

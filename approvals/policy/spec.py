@@ -343,9 +343,10 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
     )
     if spec_kwargs["escalation_group"] is not None:
         # Refused rather than ignored: a group that would never be asked to review is a mistake.
-        if spec_kwargs["review_group"] is None and "review_group" not in data:
+        # (A review_group or review_sla_minutes given but invalid has its own error already.)
+        if data.get("review_group") is None:
             check.error("escalation_group", "needs review_group (without one every reviewer sees the type already)")
-        if spec_kwargs["review_sla_minutes"] is None and "review_sla_minutes" not in data:
+        if data.get("review_sla_minutes") is None:
             check.error("escalation_group", "needs review_sla_minutes (the group joins once the review SLA passes)")
     if values["max_auto_amount"] is not None and not spec_kwargs["amount_path"]:
         check.error("amount_path", "is required when max_auto_amount is set (where is the amount in params?)")

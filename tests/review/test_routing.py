@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -18,10 +18,21 @@ from rest_framework.test import APIClient
 from approvals.gate import selectors as gate_selectors
 from approvals.gate.policies import policies_import
 from approvals.gate.policy_diff import policy_diff
-from approvals.models import ActionType, AuditEvent, Decision, Label, PolicyVersion, ProposedAction, Status
+from approvals.gate.shadow import shadow_policy_import
+from approvals.models import (
+    ActionType,
+    AuditEvent,
+    Decision,
+    Label,
+    PolicyVersion,
+    ProposedAction,
+    ShadowPolicy,
+    Status,
+)
 from approvals.policy import PolicyError
 from approvals.review.services import action_escalate
 from tests.review.routing_setup import ESCALATION_GROUP, REVIEW_GROUP, Routed, held, routed_gate, routed_policy
+from tests.test_admin import form as admin_form
 
 pytestmark = pytest.mark.django_db
 
@@ -264,3 +275,35 @@ def test_a_policy_diff_shows_a_change_of_review_group(gate: Routed) -> None:
     changed = {field.name: (field.before, field.after) for field in refund.fields}
     assert changed["review_group"] == (REVIEW_GROUP, ESCALATION_GROUP)
     assert changed["escalation_group"] == (ESCALATION_GROUP, None)
+
+
+def test_a_shadow_policy_naming_an_unknown_group_is_refused_at_its_import(gate: Routed) -> None:
+    with pytest.raises(PolicyError) as refused:
+        shadow_policy_import(document=routed_policy(review_group="nobody"), actor="test")
+    assert refused.value.errors[0].startswith("action_types[0] (refund).review_group: there is no group 'nobody'")
+    assert not ShadowPolicy.objects.exists()
+
+
+# --- the admin ----------------------------------------------------------------------------------
+
+
+def test_the_admin_sets_a_types_review_groups_as_a_new_policy_version(gate: Routed) -> None:
+    admin = desk(gate.superuser)
+    groups = {group.name: group.pk for group in Group.objects.all()}
+
+    response = admin.post(
+        "/admin/approvals/actiontype/add/",
+        admin_form(name="payout", review_group=groups[REVIEW_GROUP], review_sla_minutes="10"),
+    )
+    refused = admin.post(
+        "/admin/approvals/actiontype/add/", admin_form(name="wire", escalation_group=groups[ESCALATION_GROUP])
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    payout = ActionType.objects.get(name="payout")
+    assert payout.review_group_id == groups[REVIEW_GROUP]
+    document = PolicyVersion.objects.get(number=payout.policy_version).document
+    assert next(t for t in document["action_types"] if t["name"] == "payout")["review_group"] == REVIEW_GROUP
+    assert refused.status_code == 200
+    assert "needs review_group" in refused.content.decode()
+    assert not ActionType.objects.filter(name="wire").exists()
