@@ -32,7 +32,7 @@ def action_review_check(*, action_id: str, user: User) -> None:
     """Raise NotReviewerOf unless ``user`` may review the action (its type's review group, contract
     §6.3); an action that does not exist raises DoesNotExist. Every decision and claim, from any
     door (API, desk, Slack), starts here; so does a reviewer's label."""
-    if user.is_superuser or selectors.action_reviewable_by(user, action_id):
+    if selectors.action_reviewable_by(user, action_id):
         return
     if not selectors.action_exists(action_id):
         raise ProposedAction.DoesNotExist(f"no action {action_id}")
