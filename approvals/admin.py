@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -47,7 +48,7 @@ def _validate_with_spec(
 ) -> None:
     """Validate the form's values with the policy format's own parser (the one import_policies
     uses), so that the admin refuses exactly what a policy file would, with the same messages."""
-    values = {name: form.cleaned_data[name] for name in spec_fields if name in form.cleaned_data}
+    values = {name: _as_written(form.cleaned_data[name]) for name in spec_fields if name in form.cleaned_data}
     try:
         parse(values, place)
     except policy.PolicyError as exc:
@@ -58,6 +59,11 @@ def _validate_with_spec(
                 form.add_error(None, error)
             elif field not in form.errors:  # the form's own check already said what is wrong
                 form.add_error(field, message)
+
+
+def _as_written(value: Any) -> Any:
+    """A form's value as a policy file writes it: a review group by its name."""
+    return value.name if isinstance(value, Group) else value
 
 
 def _parse_rule(data: dict[str, Any], place: str) -> policy.RuleSpec:
@@ -160,7 +166,14 @@ class ActionTypeForm(forms.ModelForm):
             "builtin_checks",
             "review_sla_minutes",
             "expire_after_minutes",
+            "review_group",
+            "escalation_group",
         ]
+        help_texts = {
+            "review_group": "Only its members (and superusers) see and decide this type's held actions; "
+            "empty: every reviewer.",
+            "escalation_group": "Its members also see and decide an action once it is past the review SLA.",
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -180,9 +193,11 @@ class ActionTypeAdmin(admin.ModelAdmin):
         "base_risk",
         "auto_approve_max_risk",
         "max_auto_amount",
+        "review_group",
         "policy_version",
     ]
-    list_filter = ["enabled", "mode"]
+    list_filter = ["enabled", "mode", "review_group"]
+    list_select_related = ["review_group"]
     search_fields = ["name", "description"]
     readonly_fields = ["policy_version", "updated_at", "evaluation", "policy_tests"]
 

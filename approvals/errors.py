@@ -29,6 +29,11 @@ class NotPermitted(ServiceError):
     code = "forbidden"
 
 
+class NotReviewerOf(NotPermitted):
+    """The reviewer may not review this action: its type has a review group they are not in (contract
+    §6.3). The API answers 403, the desk its 403 page; nothing changes."""
+
+
 class UnsafePolicyChange(ServiceError):
     """A policy change that would newly auto-approve actions labelled unsafe (contract §6.2), not
     accepted: ``cases`` names each ({"id", "action_type", "summary", "live_status"}), beside the

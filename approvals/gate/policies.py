@@ -41,12 +41,33 @@ def _next_policy_version() -> int:
     return (latest.number if latest else 0) + 1
 
 
-def _write_action_type(spec: policy.ActionTypeSpec, version: int) -> ActionType:
+def review_groups_known(specs: list[policy.ActionTypeSpec]) -> dict[str, int]:
+    """The id of each group the specs name (``review_group``, ``escalation_group``). A name with no
+    group is refused with its place (the specs are in the document's order): a typo must never hide
+    a type's actions from every reviewer but the superusers."""
+    named = {getattr(spec, key) for spec in specs for key in policy.GROUP_FIELDS} - {None}
+    known = selectors.group_ids_named(named)
+    errors = [
+        f"action_types[{index}] ({spec.name}).{key}: there is no group {getattr(spec, key)!r} "
+        "(create it in the admin, under Authentication and Authorization, or correct the name)"
+        for index, spec in enumerate(specs)
+        for key in policy.GROUP_FIELDS
+        if getattr(spec, key) is not None and getattr(spec, key) not in known
+    ]
+    if errors:
+        raise policy.PolicyError(errors)
+    return known
+
+
+def _write_action_type(spec: policy.ActionTypeSpec, version: int, groups: dict[str, int]) -> ActionType:
     fields = {
         name: getattr(spec, name)
         for name in policy.ActionTypeSpec.__dataclass_fields__
-        if name not in ("name", "rules", "tests", *policy.EVIDENCE_FIELDS)
+        if name not in ("name", "rules", "tests", *policy.EVIDENCE_FIELDS, *policy.GROUP_FIELDS)
     }
+    for name in policy.GROUP_FIELDS:
+        group_name = getattr(spec, name)
+        fields[f"{name}_id"] = groups[group_name] if group_name is not None else None
     evidence = spec.evidence_document()
     fields.update(
         lookups=evidence.get("lookups", []),
@@ -124,6 +145,7 @@ def policies_import_report(
     ``accept_risk``), and changes nothing then.
     """
     specs = policy.parse_document(document)
+    groups = review_groups_known(specs)
     compiled = {spec.name: policy.compile_policy(spec, 0) for spec in specs}
     tests = policy.policy_tests_check(specs, compiled=compiled)
     with transaction.atomic():
@@ -134,7 +156,7 @@ def policies_import_report(
             accept_risk=accept_risk,
         )
         for spec in specs:
-            _write_action_type(spec, version)
+            _write_action_type(spec, version, groups)
         policy_version_record(
             version=version,
             source=source,

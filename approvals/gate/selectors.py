@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -185,7 +186,7 @@ def action_type_at_version(pk: int, version: int) -> ActionType:
     """
     found = _types.get((pk, version))
     if found is None:
-        found = ActionType.objects.get(pk=pk)
+        found = ActionType.objects.select_related(*policy.GROUP_FIELDS).get(pk=pk)
         with _compiled_lock:
             for stale in [k for k in _types if k[0] == pk]:
                 del _types[stale]
@@ -220,6 +221,8 @@ def action_type_spec(
         builtin_checks=action_type.builtin_checks,
         review_sla_minutes=action_type.review_sla_minutes,
         expire_after_minutes=action_type.expire_after_minutes,
+        review_group=action_type.review_group.name if action_type.review_group is not None else None,
+        escalation_group=action_type.escalation_group.name if action_type.escalation_group is not None else None,
         rules=rules,
         **evidence,
         tests=policy.stored_tests(action_type.tests, lookups=evidence["lookups"], history=evidence["history"]),
@@ -276,7 +279,7 @@ def compiled_shadow(shadow_policy_id: int) -> CompiledShadow:
 
 
 def policy_document_current() -> dict[str, Any]:
-    types = ActionType.objects.prefetch_related("rules").order_by("name")
+    types = ActionType.objects.select_related(*policy.GROUP_FIELDS).prefetch_related("rules").order_by("name")
     return policy.build_document([action_type_spec(t) for t in types])
 
 
@@ -287,6 +290,11 @@ def policy_versions() -> QuerySet[PolicyVersion]:
 
 def policy_version_numbered(number: int) -> PolicyVersion | None:
     return PolicyVersion.objects.filter(number=number).first()
+
+
+def group_ids_named(names: set[str]) -> dict[str, int]:
+    """The id of each Django group of ``names`` that exists, by name."""
+    return dict(Group.objects.filter(name__in=names).values_list("name", "pk"))
 
 
 def action_type_names() -> list[str]:

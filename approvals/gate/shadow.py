@@ -27,7 +27,7 @@ from approvals import policy
 from approvals.errors import NoShadowPolicy
 from approvals.evaluation.shadow import shadow_history_preview
 from approvals.gate import selectors
-from approvals.gate.policies import policies_import
+from approvals.gate.policies import policies_import, review_groups_known
 from approvals.lifecycle.audit import audit_record
 from approvals.models import ProposedAction, ShadowPolicy, ShadowResult, ShadowStatus
 
@@ -49,6 +49,7 @@ def shadow_policy_import(*, document: Any, actor: str) -> ShadowImported:
     auto-approve: the preview reports it.
     """
     specs = policy.parse_document(document)
+    review_groups_known(specs)  # refused now, not when it is promoted
     policy.policy_tests_check(specs, compiled={spec.name: policy.compile_policy(spec, 0) for spec in specs})
     preview = shadow_history_preview(specs)
     names = [spec.name for spec in specs]

@@ -23,8 +23,41 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# The Channels groups of open review pages, so that a page hears only of actions its reviewer may
+# review (contract §6.3, as approvals.review.selectors.actions_reviewable_by reads them): a type
+# without a review group is pushed to every reviewer (QUEUE_GROUP), one with a group to that group's
+# members (and, once escalated, to its escalation group's), and everything to the superusers.
 QUEUE_GROUP = "review_queue"
+SUPERUSERS_GROUP = "review_all"
 PUSH_TIMEOUT_SECONDS = 2.0
+
+
+def review_group_channel(group_id: int) -> str:
+    """The Channels group of a Django group's members (by id: a group's name may hold characters a
+    channel name may not)."""
+    return f"review_group.{group_id}"
+
+
+def push_groups(*, review_group_id: int | None, escalation_group_id: int | None, escalated: bool) -> list[str]:
+    """Where a change of an action is pushed, from its type's review groups and whether it is
+    escalated (the transition reads them in its own UPDATE: no query of its own)."""
+    if review_group_id is None:
+        return [QUEUE_GROUP, SUPERUSERS_GROUP]
+    groups = [SUPERUSERS_GROUP, review_group_channel(review_group_id)]
+    if escalated and escalation_group_id is not None and escalation_group_id != review_group_id:
+        groups.append(review_group_channel(escalation_group_id))
+    return groups
+
+
+def listener_groups(*, superuser: bool, group_ids: list[int]) -> list[str]:
+    """The Channels groups a reviewer's review page joins: each change then reaches it once, unless
+    the reviewer is in both groups of an escalated action's type (the page applies a change twice
+    harmlessly)."""
+    if superuser:
+        return [SUPERUSERS_GROUP]
+    return [QUEUE_GROUP, *(review_group_channel(group_id) for group_id in sorted(group_ids))]
+
+
 _client_lock = threading.Lock()
 _client: redis.Redis | None = None
 
@@ -41,8 +74,12 @@ def _redis() -> redis.Redis | None:
     return _client
 
 
-async def _group_send_within(layer: Any, message: dict[str, Any], timeout: float) -> None:
-    await asyncio.wait_for(layer.group_send(QUEUE_GROUP, message), timeout)
+async def _group_send_within(layer: Any, groups: list[str], message: dict[str, Any], timeout: float) -> None:
+    async def send_all() -> None:
+        for group in groups:
+            await layer.group_send(group, message)
+
+    await asyncio.wait_for(send_all(), timeout)
 
 
 _loop_lock = threading.Lock()
@@ -69,8 +106,18 @@ def _channel(action_id: str) -> str:
     return f"gate:action:{action_id}"
 
 
-def action_changed(*, action_id: str, status: str, event: str, extra: dict[str, Any] | None = None) -> None:
-    """Publish a change. Failures are logged, never raised: the change itself is committed."""
+def action_changed(
+    *,
+    action_id: str,
+    status: str,
+    event: str,
+    extra: dict[str, Any] | None = None,
+    groups: list[str] | None = None,
+) -> None:
+    """Publish a change, to the review pages of ``groups`` (``push_groups``; None: an action of a
+    type without a review group, as every change was before there were review groups). Failures are
+    logged, never raised: the change itself is committed."""
+    groups = groups if groups is not None else [QUEUE_GROUP, SUPERUSERS_GROUP]
     client = _redis()
     if client is not None:
         try:
@@ -88,11 +135,11 @@ def action_changed(*, action_id: str, status: str, event: str, extra: dict[str, 
                 # of the change a moment later, an agent waiting on it (above) is not held for it,
                 # and a hung Redis holds nobody (each send is bounded; one loop keeps their order).
                 future = asyncio.run_coroutine_threadsafe(
-                    _group_send_within(layer, message, PUSH_TIMEOUT_SECONDS), _push_loop()
+                    _group_send_within(layer, groups, message, PUSH_TIMEOUT_SECONDS), _push_loop()
                 )
                 future.add_done_callback(lambda done: _log_push_failure(done, action_id))
             else:  # the in-memory layer lives on the caller's loop (the embedded demo, the tests)
-                async_to_sync(_group_send_within)(layer, message, PUSH_TIMEOUT_SECONDS)
+                async_to_sync(_group_send_within)(layer, groups, message, PUSH_TIMEOUT_SECONDS)
         except Exception:
             logger.warning("could not push change of action %s to the review pages", action_id, exc_info=True)
 

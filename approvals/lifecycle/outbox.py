@@ -141,7 +141,11 @@ def outbox_flush_marks() -> int:
 def _fan_out(row: OutboxEvent) -> None:
     payload = row.payload or {}
     events.action_changed(
-        action_id=str(row.action_id), status=row.status, event=row.event, extra=payload.get("push") or None
+        action_id=str(row.action_id),
+        status=row.status,
+        event=row.event,
+        extra=payload.get("push") or None,
+        groups=payload.get("push_groups"),
     )
     delivery = payload.get("webhook_delivery")
     if delivery is not None:

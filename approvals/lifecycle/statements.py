@@ -88,16 +88,36 @@ def either(*conditions: Condition) -> Condition:
     return Condition("(" + " OR ".join(c.sql for c in conditions) + ")", tuple(p for c in conditions for p in c.params))
 
 
+def related_column(model: type[models.Model], relation: str, name: str) -> str:
+    """``(SELECT related.name FROM related WHERE related.key = model.relation)``: a column of the row
+    that the foreign key ``relation`` of ``model`` points to, for an UPDATE to return beside the
+    model's own columns (``update_returning``'s ``also``), in the same statement."""
+    key = _field(model, relation)
+    related = key.related_model
+    assert isinstance(related, type)
+    assert issubclass(related, models.Model)
+    assert related._meta.pk is not None
+    return (
+        f"(SELECT {column(related, name)} FROM {table(related)} "  # noqa: S608
+        f"WHERE {table(related)}.{_quote(related._meta.pk.column)} = {table(model)}.{_quote(key.column)})"
+    )
+
+
 def update_returning_all(
-    model: type[models.Model], values: Mapping[str, Any], where: Sequence[Condition], returning: Sequence[str]
+    model: type[models.Model],
+    values: Mapping[str, Any],
+    where: Sequence[Condition],
+    returning: Sequence[str],
+    also: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """``UPDATE model SET values WHERE every condition RETURNING returning``: the rows it changed."""
+    """``UPDATE model SET values WHERE every condition RETURNING returning, also``: the rows it
+    changed. ``also``: expressions of this module (``related_column``), never input."""
     assignments, params = [], []
     for name, value in values.items():
         field = _field(model, name)
         assignments.append(f"{_quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
-    columns = ", ".join(_quote(_field(model, name).column) for name in returning)
+    columns = ", ".join([*(_quote(_field(model, name).column) for name in returning), *also])
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_quote(model._meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608
@@ -108,10 +128,14 @@ def update_returning_all(
 
 
 def update_returning(
-    model: type[models.Model], values: Mapping[str, Any], where: Sequence[Condition], returning: Sequence[str]
+    model: type[models.Model],
+    values: Mapping[str, Any],
+    where: Sequence[Condition],
+    returning: Sequence[str],
+    also: Sequence[str] = (),
 ) -> tuple[Any, ...] | None:
     """The same for one row, chosen by its key: the row, or None when it did not match."""
-    rows = update_returning_all(model, values, where, returning)
+    rows = update_returning_all(model, values, where, returning, also)
     return rows[0] if rows else None
 
 

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Model
 
 from approvals.errors import ActionConflict
-from approvals.lifecycle import outbox, statements
+from approvals.lifecycle import events, outbox, statements
 from approvals.lifecycle.audit import audit_link
 from approvals.models import ProposedAction, Status, WebhookDelivery
 
@@ -189,7 +189,7 @@ def transition_apply(
                 raise ProposedAction.DoesNotExist(f"no action {action_id}")
             in_source = current in transition.sources
             raise TransitionRefused(transition, current, refusal(current) if refusal and in_source else "")
-        from_status, callback_url = matched
+        from_status, callback_url, audience = matched
         applied = Applied(transition, str(action_id), from_status, target or from_status)
         applied.audit_data = dict(audit_data or {})
         if effects is not None:
@@ -204,6 +204,7 @@ def transition_apply(
             row_locked=True,  # by the guarded UPDATE above
         )
         payload = dict(announce or {})
+        payload["push_groups"] = events.push_groups(**audience)
         if transition.webhook_event and callback_url:
             # The delivery carries the action as it stands in this transaction, its new rows included.
             statements.insert_all(applied.rows)
@@ -229,25 +230,44 @@ def _target(transition: Transition, to: Status | str | None) -> Status | None:
     return Status(to)
 
 
+# Who the change is pushed to (events.push_groups): whether the action is escalated (after the
+# change) and its type's review groups, returned by the UPDATE itself.
+_AUDIENCE = ("escalated",)
+_AUDIENCE_OF_TYPE = ("review_group", "escalation_group")
+
+
+def _audience(row: Sequence[Any]) -> dict[str, Any]:
+    escalated, review_group_id, escalation_group_id = row
+    return {
+        "escalated": bool(escalated),
+        "review_group_id": review_group_id,
+        "escalation_group_id": escalation_group_id,
+    }
+
+
 def _guarded_update(
     transition: Transition, action_id: str, values: dict[str, Any], guard: Sequence[statements.Condition]
-) -> tuple[str, str] | None:
-    """The UPDATE, guarded by the source statuses; (status before, callback_url) or None.
+) -> tuple[str, str, dict[str, Any]] | None:
+    """The UPDATE, guarded by the source statuses; (status before, callback_url, its audience) or
+    None.
 
     A change of status returns the new status, not the old one; when such a transition has several
     sources (cancel: pending or held), each is tried in the lifecycle's order, one statement each,
     so that the audit link records the status the change really left.
     """
     key = statements.equals(ProposedAction, "id", action_id)
+    of_type = [statements.related_column(ProposedAction, "action_type", name) for name in _AUDIENCE_OF_TYPE]
     if transition.keeps_status:
         where = [key, statements.one_of(ProposedAction, "status", transition.sources), *guard]
-        row = statements.update_returning(ProposedAction, values, where, ["status", "callback_url"])
-        return (str(row[0]), str(row[1])) if row else None
+        row = statements.update_returning(
+            ProposedAction, values, where, ["status", "callback_url", *_AUDIENCE], of_type
+        )
+        return (str(row[0]), str(row[1]), _audience(row[2:])) if row else None
     for source in transition.sources:
         where = [key, statements.equals(ProposedAction, "status", source), *guard]
-        row = statements.update_returning(ProposedAction, values, where, ["callback_url"])
+        row = statements.update_returning(ProposedAction, values, where, ["callback_url", *_AUDIENCE], of_type)
         if row is not None:
-            return str(source), str(row[0])
+            return str(source), str(row[0]), _audience(row[1:])
     return None
 
 

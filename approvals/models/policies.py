@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
@@ -26,6 +27,15 @@ class ActionType(models.Model):
     builtin_checks = models.BooleanField(default=True)
     review_sla_minutes = models.PositiveIntegerField(null=True, blank=True)
     expire_after_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # Who reviews the type's held actions (contract §6.3): the members of ``review_group`` (none: every
+    # reviewer), and once an action is past its review SLA also those of ``escalation_group``.
+    # PROTECT: deleting a group in use would hand its actions to every reviewer without a word.
+    review_group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.PROTECT, related_name="reviewed_action_types"
+    )
+    escalation_group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.PROTECT, related_name="escalated_action_types"
+    )
     # Evidence the gate gathers itself (contract §6.1), as the policy file writes them.
     lookups = models.JSONField(default=list, blank=True)
     history = models.JSONField(default=list, blank=True)

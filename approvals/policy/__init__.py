@@ -17,6 +17,7 @@ from approvals.policy.engine import (
 from approvals.policy.evidence import EvidenceError, HistorySpec, LookupSpec, evidence_fields
 from approvals.policy.spec import (
     EVIDENCE_FIELDS,
+    GROUP_FIELDS,
     ActionTypeSpec,
     PolicyError,
     PolicyTestSpec,
@@ -35,6 +36,7 @@ __all__ = [
     "AUTO_APPROVED",
     "BLOCKED",
     "EVIDENCE_FIELDS",
+    "GROUP_FIELDS",
     "NEEDS_REVIEW",
     "ActionTypeSpec",
     "CompiledPolicy",

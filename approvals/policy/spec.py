@@ -36,6 +36,8 @@ MAX_RULES = 200
 TEST_EXPECTATIONS = ("auto_approved", "needs_review", "blocked")
 MAX_TESTS = 100
 MAX_TEST_NAME = 200
+# A Django group's name is at most 150 characters (django.contrib.auth.models.Group.name).
+MAX_GROUP_NAME = 150
 # Findings the engine itself writes; a rule may not take one of these names.
 RESERVED_RULE_NAMES = frozenset(
     {
@@ -110,6 +112,10 @@ class ActionTypeSpec:
     builtin_checks: bool = True
     review_sla_minutes: int | None = None
     expire_after_minutes: int | None = None
+    # Who reviews the type's held actions (contract §6.3): the Django group's name (None: every
+    # reviewer), and the group that joins once an action is past its review SLA (a project addition).
+    review_group: str | None = None
+    escalation_group: str | None = None
     rules: tuple[RuleSpec, ...] = field(default_factory=tuple)
     # Evidence the gate gathers itself (contract §6.1; approvals.policy.evidence).
     lookups: tuple[LookupSpec, ...] = field(default_factory=tuple)
@@ -119,12 +125,16 @@ class ActionTypeSpec:
     tests: tuple[PolicyTestSpec, ...] = field(default_factory=tuple)
 
     def to_document(self) -> dict[str, Any]:
-        """The action type as it stands in a policy file (export_policies); the evidence fields and
-        the tests only when set, so that a policy without them exports as it always did."""
+        """The action type as it stands in a policy file (export_policies); the evidence fields, the
+        tests and the review groups only when set, so that a policy without them exports as it always
+        did."""
         data = asdict(self)
         data["rules"] = [asdict(rule) for rule in self.rules]
         for name in (*EVIDENCE_FIELDS, "tests"):
             del data[name]
+        for name in GROUP_FIELDS:
+            if data[name] is None:
+                del data[name]
         data.update(self.evidence_document())
         if self.tests:
             data["tests"] = self.tests_document()
@@ -146,6 +156,7 @@ class ActionTypeSpec:
 
 ACTION_TYPE_FIELDS = {f for f in ActionTypeSpec.__dataclass_fields__}
 EVIDENCE_FIELDS = ("lookups", "history", "identity_params")
+GROUP_FIELDS = ("review_group", "escalation_group")
 RULE_FIELDS = {f for f in RuleSpec.__dataclass_fields__}
 TEST_FIELDS = {f for f in PolicyTestSpec.__dataclass_fields__}
 TEST_PROPOSAL_FIELDS = {"params", "trajectory", "context", "confidence", "agent"}
@@ -201,6 +212,17 @@ class _Checker:
         if not isinstance(value, bool):
             self.error(key, "must be true or false")
             return default
+        return value
+
+    def group(self, data: dict, key: str) -> str | None:
+        """A Django group's name, or None; whether the group exists is checked where the policy is
+        stored (approvals.gate.policies), this package having no database."""
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_GROUP_NAME:
+            self.error(key, f"must be the name of a Django group (a text of at most {MAX_GROUP_NAME} characters)")
+            return None
         return value
 
     def text(self, data: dict, key: str, default: str = "") -> str:
@@ -305,6 +327,8 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         "builtin_checks": check.boolean(data, "builtin_checks", True),
         "review_sla_minutes": check.integer(data, "review_sla_minutes"),
         "expire_after_minutes": check.integer(data, "expire_after_minutes"),
+        "review_group": check.group(data, "review_group"),
+        "escalation_group": check.group(data, "escalation_group"),
         "rules": tuple(rules),
         "lookups": parse_lookups(data.get("lookups"), f"{place}.lookups", check.errors),
         "history": parse_history(data.get("history"), f"{place}.history", check.errors),
@@ -317,6 +341,13 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         lookups=spec_kwargs["lookups"],
         history=spec_kwargs["history"],
     )
+    if spec_kwargs["escalation_group"] is not None:
+        # Refused rather than ignored: a group that would never be asked to review is a mistake.
+        # (A review_group or review_sla_minutes given but invalid has its own error already.)
+        if data.get("review_group") is None:
+            check.error("escalation_group", "needs review_group (without one every reviewer sees the type already)")
+        if data.get("review_sla_minutes") is None:
+            check.error("escalation_group", "needs review_sla_minutes (the group joins once the review SLA passes)")
     if values["max_auto_amount"] is not None and not spec_kwargs["amount_path"]:
         check.error("amount_path", "is required when max_auto_amount is set (where is the amount in params?)")
     if check.errors:

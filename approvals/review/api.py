@@ -35,12 +35,20 @@ def _existing(action_id: UUID) -> None:
         raise Http404("No such action.")
 
 
+def _reviewable(request: Request, action_id: UUID) -> None:
+    """404 for no such action, 403 (NotReviewerOf) for one of a type the reviewer does not review."""
+    try:
+        services.action_review_check(action_id=str(action_id), user=request_reviewer(request))
+    except ProposedAction.DoesNotExist:
+        raise Http404("No such action.") from None
+
+
 class ActionDecisionView(APIView):
     permission_classes = [IsReviewer]
 
     @extend_schema(
         request=DecisionInputSerializer,
-        responses={200: ActionSerializer, 404: ERROR, 409: ERROR},
+        responses={200: ActionSerializer, 403: ERROR, 404: ERROR, 409: ERROR},
         summary="Approve or reject a held action; an approval may be remembered for the session (remember_minutes)",
     )
     def post(self, request: Request, action_id: UUID) -> Response:
@@ -56,19 +64,22 @@ class ActionDecisionView(APIView):
 class ActionLabelsView(APIView):
     permission_classes = [IsReviewer]
 
-    @extend_schema(responses={200: LabelSerializer(many=True)}, summary="Labels of an action, newest first")
+    @extend_schema(
+        responses={200: LabelSerializer(many=True), 403: ERROR, 404: ERROR}, summary="Labels of an action, newest first"
+    )
     def get(self, request: Request, action_id: UUID) -> Response:
-        _existing(action_id)
+        _reviewable(request, action_id)
         return Response(LabelSerializer(selectors.action_labels(action_id), many=True).data)
 
     @extend_schema(
         request=LabelInputSerializer,
-        responses={201: LabelSerializer, 404: ERROR},
+        responses={201: LabelSerializer, 403: ERROR, 404: ERROR},
         summary="Record the ground truth of an action",
     )
     def post(self, request: Request, action_id: UUID) -> Response:
         serializer = LabelInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        _reviewable(request, action_id)
         try:
             action = selectors.review_action(action_id)
         except ProposedAction.DoesNotExist:
@@ -87,12 +98,16 @@ class QueueFilter(django_filters.FilterSet):
 
 
 class ReviewQueueView(generics.ListAPIView):
+    """The held actions the reviewer may review (their types' review groups, contract §6.3)."""
+
     permission_classes = [IsReviewer]
     serializer_class = ActionSerializer
     filterset_class = QueueFilter
 
     def get_queryset(self) -> Any:
-        return selectors.review_queue().prefetch_related("labels__author")
+        if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema's introspection: no reviewer
+            return ProposedAction.objects.none()
+        return selectors.review_queue(request_reviewer(self.request)).prefetch_related("labels__author")
 
 
 class RememberedApprovalFilter(django_filters.FilterSet):

@@ -1,5 +1,5 @@
-"""Reads of the reviewer's desk: the queue and its tabs, one action's page, claims, remembered
-approvals, and what the deadline sweep looks at."""
+"""Reads of the reviewer's desk: who may review which action, the queue and its tabs, one action's
+page, claims, remembered approvals, and what the deadline sweep looks at."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.auth.models import Group, User
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
@@ -18,10 +19,38 @@ QUEUE_TABS = ("queue", "audit", "decided")
 DECIDED_TAB_WINDOW = timedelta(hours=24)
 
 
-def review_queue() -> QuerySet[ProposedAction]:
-    """Held actions, most urgent first: escalated, then SLA deadline, then risk."""
+def _reviewable_by(user: User) -> Q:
+    """Who may review an action (contract §6.3), as the one condition every read and check uses:
+    superusers, any action; others, actions of a type without a review group, of a type whose review
+    group they belong to, and, once escalated, of a type whose escalation group they belong to. The
+    user's groups are a subquery: no query of its own, none per row. (The reviewer permission itself
+    is checked by the views, before.) The pushes of approvals.lifecycle.events route the same way."""
+    if user.is_superuser:
+        return Q()
+    groups = Group.objects.filter(user=user).values("pk")
     return (
-        ProposedAction.objects.filter(status=Status.NEEDS_REVIEW)
+        Q(action_type__review_group__isnull=True)
+        | Q(action_type__review_group__in=groups)
+        | Q(escalated=True, action_type__escalation_group__in=groups)
+    )
+
+
+def actions_reviewable_by(user: User) -> QuerySet[ProposedAction]:
+    """Every action ``user`` may see on the desk and decide, in any status."""
+    return ProposedAction.objects.filter(_reviewable_by(user))
+
+
+def action_reviewable_by(user: User, action_id: Any) -> bool:
+    """Whether ``user`` may review the action ``action_id`` (False when there is none)."""
+    return actions_reviewable_by(user).filter(pk=action_id).exists()
+
+
+def review_queue(user: User) -> QuerySet[ProposedAction]:
+    """The held actions ``user`` may review, most urgent first: escalated, then SLA deadline, then
+    risk."""
+    return (
+        actions_reviewable_by(user)
+        .filter(status=Status.NEEDS_REVIEW)
         .select_related("action_type", "agent", "decision__reviewer")
         .order_by(
             F("escalated").desc(),
@@ -33,18 +62,20 @@ def review_queue() -> QuerySet[ProposedAction]:
 
 
 def review_page_queryset(
-    *, tab: str, action_type: str = "", agent: str = "", risk: str = "", search: str = ""
+    *, user: User, tab: str, action_type: str = "", agent: str = "", risk: str = "", search: str = ""
 ) -> QuerySet[ProposedAction]:
-    """What a tab of the review page lists: held actions, audit samples awaiting a label, or the
-    last day's decisions; narrowed by type, agent, risk band and a search over ids and names."""
+    """What a tab of the review page lists for ``user``: held actions, audit samples awaiting a
+    label, or the last day's decisions, of the types they review; narrowed by type, agent, risk band
+    and a search over ids and names."""
+    reviewable = actions_reviewable_by(user)
     if tab == "audit":
-        queryset = ProposedAction.objects.filter(audit_flagged=True, labels__isnull=True).order_by("-created_at")
+        queryset = reviewable.filter(audit_flagged=True, labels__isnull=True).order_by("-created_at")
     elif tab == "decided":
-        queryset = ProposedAction.objects.filter(decided_at__gte=timezone.now() - DECIDED_TAB_WINDOW).order_by(
+        queryset = reviewable.filter(decided_at__gte=timezone.now() - DECIDED_TAB_WINDOW).order_by(
             F("decided_at").desc(nulls_last=True)
         )
     else:
-        queryset = review_queue()
+        queryset = review_queue(user)
     queryset = queryset.select_related("action_type", "agent", "claimed_by", "decision__reviewer")
     if action_type:
         queryset = queryset.filter(action_type__name=action_type)
@@ -63,7 +94,8 @@ def review_page_queryset(
 
 
 def review_action(action_id: Any) -> ProposedAction:
-    """One action for its review page, with who claimed it (DoesNotExist when there is none)."""
+    """One action for its review page, with who claimed it (DoesNotExist when there is none; whether
+    the reviewer may see it is ``action_reviewable_by``)."""
     return ProposedAction.objects.select_related("action_type", "agent", "claimed_by", "decision__reviewer").get(
         pk=action_id
     )
@@ -94,9 +126,10 @@ def claim_holder(action: ProposedAction, *, now: datetime | None = None) -> int 
     return action.claimed_by_id if action.claimed_until > (now or timezone.now()) else None
 
 
-def review_next_action(after: Any) -> ProposedAction | None:
-    """The most urgent held action other than ``after``: where a reviewer goes after deciding."""
-    return review_queue().exclude(pk=after.pk).first()
+def review_next_action(after: Any, user: User) -> ProposedAction | None:
+    """The most urgent held action ``user`` may review other than ``after``: where they go after
+    deciding."""
+    return review_queue(user).exclude(pk=after.pk).first()
 
 
 def held_past_expiry(*, now: datetime, limit: int) -> list[str]:

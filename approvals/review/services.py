@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals import policy
-from approvals.errors import ServiceError
+from approvals.errors import NotReviewerOf, ServiceError
 from approvals.gate import selectors as gate_selectors
 from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_user, audit_record
@@ -28,6 +28,20 @@ REMEMBER_MAX_MINUTES = 24 * 60
 CLAIM_DURATION = timedelta(minutes=5)
 
 
+def action_review_check(*, action_id: str, user: User) -> None:
+    """Raise NotReviewerOf unless ``user`` may review the action (its type's review group, contract
+    §6.3); an action that does not exist raises DoesNotExist. Every decision and claim, from any
+    door (API, desk, Slack), starts here; so does a reviewer's label."""
+    if selectors.action_reviewable_by(user, action_id):
+        return
+    if not selectors.action_exists(action_id):
+        raise ProposedAction.DoesNotExist(f"no action {action_id}")
+    raise NotReviewerOf(
+        f"{user.get_username()} may not review this action: its type is reviewed by another group "
+        "(ask an administrator to add you to its review group)."
+    )
+
+
 def action_decide(
     *, action_id: str, user: User, verdict: str, reason: str = "", remember_minutes: int | None = None
 ) -> ProposedAction:
@@ -36,6 +50,7 @@ def action_decide(
     ``remember_minutes`` (approve only): also approve, for that long, later proposals of the same
     agent, type and ``context.session_id`` that fail only checks this one failed.
     """
+    action_review_check(action_id=action_id, user=user)
     if verdict not in Verdict.values:
         raise ServiceError("verdict must be 'approve' or 'reject'")
     if remember_minutes is not None:
@@ -91,7 +106,9 @@ def action_decide(
 
 
 def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:
-    """A held action past its review SLA: flagged and put first in the queue, once."""
+    """A held action past its review SLA: flagged and put first in the queue, once. From then on the
+    members of its type's ``escalation_group`` see and may decide it too (selectors.actions_reviewable_by),
+    and the escalation is pushed to their pages."""
     now = now or timezone.now()
     deadline = ProposedAction.objects.filter(pk=action_id).values_list("sla_deadline", flat=True).first()
     try:
@@ -147,6 +164,7 @@ def action_claim(*, action_id: str, user: User) -> ProposedAction:
     Advisory only: a live claim of someone else is left alone (the caller shows who holds it), and
     no decision is ever refused because of a claim. The holder's own claim is renewed.
     """
+    action_review_check(action_id=action_id, user=user)
     now = timezone.now()
     # Refused when it is not held any more, or someone else has it open: the page says so.
     with contextlib.suppress(TransitionRefused):
@@ -172,7 +190,8 @@ def action_claim(*, action_id: str, user: User) -> ProposedAction:
 def label_create(
     *, action: ProposedAction, author: User, label: str, tags: list[str] | None = None, note: str = ""
 ) -> Label:
-    """Record ground truth for any action; the newest label of an action wins, history stays."""
+    """Record ground truth for any action; the newest label of an action wins, history stays. (The
+    desk and the API check ``action_review_check`` first; import_labelled labels as the gate.)"""
     created: list[Label] = []
 
     def record(applied: Applied) -> None:

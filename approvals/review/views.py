@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -20,7 +21,7 @@ from django.views.defaults import page_not_found
 
 from approvals import policy
 from approvals.api.permissions import request_reviewer, reviewer_required
-from approvals.errors import ActionConflict, ServiceError
+from approvals.errors import ActionConflict, NotReviewerOf, ServiceError
 from approvals.gate import selectors as gate_selectors
 from approvals.models import LabelValue, ProposedAction, RememberedApproval, Status, Verdict
 from approvals.review import selectors, services
@@ -80,7 +81,8 @@ def _filters(request: HttpRequest) -> dict[str, str]:
 @reviewer_required
 def review_queue(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
-    page = DeferredJoinPaginator(selectors.review_page_queryset(**filters), PAGE_SIZE).get_page(request.GET.get("page"))
+    queryset = selectors.review_page_queryset(user=request_reviewer(request), **filters)
+    page = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = {k: v for k, v in {**filters, "q": filters["search"]}.items() if v and k != "search"}
     context = {
         "page": page,
@@ -98,8 +100,20 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 @reviewer_required
 def review_row(request: HttpRequest, action_id: UUID) -> HttpResponse:
     """One queue row, for the live queue to insert when an action starts waiting."""
-    action = get_object_or_404(selectors.review_page_queryset(tab="queue"), pk=action_id)
+    action = get_object_or_404(
+        selectors.review_page_queryset(user=request_reviewer(request), tab="queue"), pk=action_id
+    )
     return render(request, "approvals/_row.html", {"action": action, "tab": "queue", "now": timezone.now()})
+
+
+def _review_check(request: HttpRequest, action_id: UUID) -> None:
+    """404 for no such action; the 403 page for one of a type the reviewer does not review."""
+    try:
+        services.action_review_check(action_id=str(action_id), user=request_reviewer(request))
+    except ProposedAction.DoesNotExist:
+        raise Http404("No such action.") from None
+    except NotReviewerOf as refusal:
+        raise PermissionDenied(refusal.message) from None
 
 
 def _pretty(value: Any) -> str:
@@ -160,6 +174,7 @@ def _evidence(evidence: Any) -> dict[str, list[dict[str, Any]]]:
 def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     """One action; a POST here revokes one of the remembered approvals its approval made. Reading
     the page changes nothing: its script claims a held action (``review_claim``) once it is open."""
+    _review_check(request, action_id)
     if request.method == "POST":
         return _remembered_revoke(request, action_id)
     reviewer = request_reviewer(request)
@@ -208,6 +223,8 @@ def review_claim(request: HttpRequest, action_id: UUID) -> JsonResponse:
         action = services.action_claim(action_id=str(action_id), user=reviewer)
     except ProposedAction.DoesNotExist:
         raise Http404("No such action.") from None
+    except NotReviewerOf as refusal:
+        return JsonResponse({"detail": refusal.message}, status=403)
     holder = selectors.claim_holder(action)
     return JsonResponse(
         {
@@ -236,8 +253,7 @@ def _remembered_revoke(request: HttpRequest, action_id: UUID) -> HttpResponse:
 @reviewer_required
 @require_POST
 def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    if not selectors.action_exists(action_id):
-        raise Http404("No such action.")
+    _review_check(request, action_id)
     verdict = request.POST.get("verdict", "")
     reason = " — ".join(
         part for part in (request.POST.get("preset", "").strip(), request.POST.get("reason", "").strip()) if part
@@ -257,6 +273,8 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             reason=reason,
             remember_minutes=remember_minutes,
         )
+    except NotReviewerOf as refusal:  # the review group changed since the check above
+        raise PermissionDenied(refusal.message) from None
     except ActionConflict:
         current = selectors.review_action(action_id)
         messages.error(
@@ -274,13 +292,14 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             f"Similar {decided.action_type} actions of session {selectors.session_of(decided)} are approved until "
             f"{until:%Y-%m-%d %H:%M} UTC; revoke it on the approved action's page.",
         )
-    following = selectors.review_next_action(decided)
+    following = selectors.review_next_action(decided, request_reviewer(request))
     return redirect(reverse("review-detail", args=[following.pk]) if following else reverse("review-queue"))
 
 
 @reviewer_required
 @require_POST
 def review_label(request: HttpRequest, action_id: UUID) -> HttpResponse:
+    _review_check(request, action_id)
     try:
         action = selectors.review_action(action_id)
     except ProposedAction.DoesNotExist:

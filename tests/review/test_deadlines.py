@@ -57,7 +57,7 @@ def test_an_sla_breach_escalates_once_and_goes_first_in_the_queue(policy_v1: int
     assert late.escalated
     assert late.status == Status.NEEDS_REVIEW
     assert AuditEvent.objects.filter(action=late, event="escalated").count() == 1
-    assert list(review_queue().values_list("pk", flat=True)[:1]) == [late.pk]
+    assert list(review_queue(ReviewerFactory()).values_list("pk", flat=True)[:1]) == [late.pk]
 
 
 @pytest.mark.django_db
