@@ -91,12 +91,14 @@ def _rule_texts(findings: list[dict[str, Any]], requirements: dict[str, str]) ->
     return texts
 
 
-def trajectory_steps(
-    trajectory: Any, findings: Any, requirements: dict[str, str]
-) -> tuple[list[dict[str, Any]], str]:
+def trajectory_steps(trajectory: Any, findings: Any, requirements: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
     """The trajectory for the page, each tool call marked ``unfolded`` when its result is one the
     rules read, and ``read_by`` the rules that name its tool. Tools named by a failing check come
-    first; else any check's; else the last few tool results. Answers the steps and why those are open."""
+    first; else any check's; else the last few tool results. Answers the steps and why those are open.
+
+    A rule's text is read from its expression as the type holds it now (``requirements``) and from
+    what its finding says: a tool named in either counts; a rule renamed or removed since counts by
+    its finding alone."""
     steps = [
         {**step, "args_json": pretty(step.get("args")), "result_json": pretty(step.get("result"))}
         if step.get("kind") == "tool_call"
@@ -108,8 +110,12 @@ def trajectory_steps(
     failing, passing = findings_split(findings)
     failing_texts, all_texts = _rule_texts(failing, requirements), _rule_texts(failing + passing, requirements)
     for step in calls:
-        step["read_by"] = [rule for rule, text in all_texts.items() if _mentions(text, step["tool"])]
-    opened = [step for step in calls if any(rule in failing_texts for rule in step["read_by"])]
+        step["read_by"] = [
+            {"rule": rule, "failed": rule in failing_texts}
+            for rule, text in all_texts.items()
+            if _mentions(text, step["tool"])
+        ]
+    opened = [step for step in calls if any(read["failed"] for read in step["read_by"])]
     why = "results the failing checks read"
     if not opened:
         opened, why = [step for step in calls if step["read_by"]], "results the checks read"

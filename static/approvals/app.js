@@ -57,6 +57,7 @@
       ticker: window.setInterval(showPending, 250),
     };
     document.getElementById("pending-text").textContent = `${form.dataset.verb} ${actionName()}`;
+    document.getElementById("pending-now-text").textContent = form.dataset.now || "decide now";
     const fill = document.getElementById("pending-fill");
     fill.style.animationDuration = `${UNDO_SECONDS}s`;
     box.dataset.verdict = form.dataset.key || "";

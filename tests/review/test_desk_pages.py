@@ -88,19 +88,34 @@ def test_the_detail_page_shows_failures_first_and_folds_the_passes(desk: Client,
 
 def test_tool_results_the_rules_read_are_unfolded(desk: Client, policy_v1: int, propose: Any) -> None:
     # given: a trajectory with a tool no rule names, then the lookup the refund's rule reads
-    weather = {"kind": "tool_call", "tool": "get_weather", "args": {"city": "Lyon"}, "result": "sunny"}
+    weather: dict[str, Any] = {"kind": "tool_call", "tool": "get_weather", "args": {"city": "Lyon"}, "result": "sunny"}
     action = refund(propose, 500, trajectory=[weather, *LOOKED_UP])
 
     page = desk.get(f"/review/{action['id']}").content.decode()
 
-    steps = re.findall(r"<details( open class=\"read-by-rules\")?><summary><span class=\"tag\">tool</span> <code>(\w+)", page)
+    steps = re.findall(
+        r"<details( open class=\"read-by-rules\")?><summary><span class=\"tag\">tool</span> <code>(\w+)", page
+    )
     assert steps == [("", "get_weather"), (' open class="read-by-rules"', "get_order")]
     assert "read by order_was_looked_up" in page
 
 
-def test_without_a_rule_naming_a_tool_the_last_results_are_unfolded(
-    desk: Client, policy_v1: int, propose: Any
-) -> None:
+def test_the_results_a_failing_check_read_are_unfolded_and_marked(desk: Client, policy_v1: int, propose: Any) -> None:
+    # given: the agent looked up another order than the one it refunds, so the lookup rule fails
+    other = {"kind": "tool_call", "tool": "get_order", "args": {"order_id": "A-9"}, "result": {"total": 80}}
+    plural = {"kind": "tool_call", "tool": "get_orders", "args": {}, "result": []}
+    action = refund(propose, 50, trajectory=[plural, other])
+
+    page = desk.get(f"/review/{action['id']}").content.decode()
+
+    assert action["status"] == "needs_review"
+    opened = re.findall(r'<details open class="read-by-rules"><summary><span class="tag">tool</span> <code>(\w+)', page)
+    assert opened == ["get_order"]  # get_orders is another tool, not read by the rule
+    assert '<span class="read-by read-by-failed"' in page
+    assert "unfolded: results the failing checks read" in page
+
+
+def test_without_a_rule_naming_a_tool_the_last_results_are_unfolded(desk: Client, policy_v1: int, propose: Any) -> None:
     calls = [{"kind": "tool_call", "tool": f"tool_{n}", "args": {}, "result": n} for n in range(4)]
     action = propose({"action_type": "escalate_ticket", "params": {"ticket": "T-1"}, "trajectory": calls}).action
 
@@ -129,7 +144,11 @@ def test_reject_has_no_preselected_reason(desk: Client, policy_v1: int, propose:
     ("query", "expected", "link"),
     [
         ("?q=no-such-thing", "No action matches “no-such-thing”", 'href="?tab=queue" id="clear-search"'),
-        ("?tab=decided&q=zz&agent=support-bot", "No action matches “zz”</strong> with these filters", "?tab=decided&amp;agent="),
+        (
+            "?tab=decided&q=zz&agent=support-bot",
+            "No action matches “zz”</strong> with these filters",
+            "?tab=decided&amp;agent=",
+        ),
         ("?risk=high", "No action matches these filters", 'href="?tab=queue" id="clear-filters"'),
         ("", "Nothing is waiting for review.", None),
         ("?tab=audit", "No audit sample is waiting.", None),
@@ -171,8 +190,10 @@ def test_banners_follow_the_status(desk: Client, policy_v1: int, propose: Any, a
     agent_client.post(f"{auto['url']}/outcome", {"executed": False, "error": "card declined"}, format="json")
     assert (auto["status"], blocked["status"]) == ("auto_approved", "blocked")
 
-    pages = {name: desk.get(f"/review/{a['id']}").content.decode() for name, a in
-             {"auto": auto, "held": held, "rejected": rejected, "blocked": blocked}.items()}
+    pages = {
+        name: desk.get(f"/review/{a['id']}").content.decode()
+        for name, a in {"auto": auto, "held": held, "rejected": rejected, "blocked": blocked}.items()
+    }
 
     assert {name: banner(page) for name, page in pages.items()} == {
         "auto": "info",
