@@ -220,6 +220,15 @@ def test_a_reviewer_on_the_ops_page_is_told_it_needs_staff(desk: Client) -> None
     assert 'class="topbar"' in text
 
 
+def test_a_reviewer_on_a_policy_page_is_not_told_to_join_the_reviewers(desk: Client) -> None:
+    response = desk.get("/evaluation/whatif/")
+
+    text = response.content.decode()
+    assert response.status_code == 403
+    assert "Your account (lead) is a reviewer, but this page needs a permission reviewers do not have" in text
+    assert "to the <code>reviewers</code> group" not in text
+
+
 def test_someone_outside_the_reviewers_is_told_to_join_them(db: None) -> None:
     outsider = Client()
     outsider.force_login(UserFactory(username="visitor"))
