@@ -31,7 +31,10 @@ def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
     def check(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_staff:
-            raise PermissionDenied("The operations page is for administrators.")
+            raise PermissionDenied(
+                "The operations page needs a staff account (“Staff status” in the admin); being a reviewer "
+                "is not enough. Ask an administrator to mark your account as staff if you run the gate."
+            )
         return view(request, *args, **kwargs)
 
     check.__name__, check.__doc__ = view.__name__, view.__doc__

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from approvals.models import AuditEvent, Label, ProposedAction, RememberedApproval, Status
+from approvals.models import AuditEvent, Label, ProposedAction, RememberedApproval, Rule, Status
 
 RISK_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.3), "medium": (0.3, 0.7), "high": (0.7, 1.01)}
 QUEUE_TABS = ("queue", "audit", "decided")
@@ -179,3 +179,8 @@ def remembered_approvals_made_by(action: ProposedAction) -> list[RememberedAppro
         .annotate(applied_count=Count("applied_to"))
         .order_by("-created_at")
     )
+
+
+def rule_requirements(action_type_id: int) -> dict[str, str]:
+    """The CEL expression of each rule of a type, by name: which tools the rules read."""
+    return dict(Rule.objects.filter(action_type_id=action_type_id).values_list("name", "require"))

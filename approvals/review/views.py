@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -17,14 +17,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django.views.defaults import page_not_found
 
 from approvals import policy
 from approvals.api.permissions import request_reviewer, reviewer_required
 from approvals.errors import ActionConflict, NotReviewerOf, ServiceError
 from approvals.gate import selectors as gate_selectors
 from approvals.models import LabelValue, ProposedAction, RememberedApproval, Status, Verdict
-from approvals.review import selectors, services
+from approvals.review import display, selectors, services
 
 PAGE_SIZE = 50
 APPROVE_REASONS = [
@@ -42,13 +41,18 @@ REJECT_REASONS = [
 # "Apply to similar actions in this session": the windows a reviewer picks from (minutes, shown as).
 REMEMBER_WINDOWS = [(15, "15 min"), (60, "1 h"), (240, "4 h"), (24 * 60, "24 h")]
 REMEMBER_DEFAULT_MINUTES = 60
+# /review/<id>: the 404 page names the action that was not found.
+REVIEW_PATH = re.compile(r"^/review/([0-9a-fA-F-]{36})/?$")
 LABEL_TAGS = ["plausible_but_incorrect", "wrong_customer", "amount_mismatch", "policy_violation", "missing_lookup"]
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """JSON for the API; for people, a page in the site's layout that says what was not found."""
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
-    return page_not_found(request, exception)
+    match = REVIEW_PATH.match(request.path)
+    context = {"request_path": request.path, "action_id": match.group(1) if match else None}
+    return render(request, "404.html", context, status=404)
 
 
 class DeferredJoinPaginator(Paginator):
@@ -84,10 +88,15 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     queryset = selectors.review_page_queryset(user=request_reviewer(request), **filters)
     page = DeferredJoinPaginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = {k: v for k, v in {**filters, "q": filters["search"]}.items() if v and k != "search"}
+    narrowed = {k: v for k, v in query.items() if k != "tab"}
     context = {
         "page": page,
         "filters": filters,
-        "query": urlencode({k: v for k, v in query.items() if k != "tab"}),
+        "query": urlencode(narrowed),
+        # The empty states: what the search or the filters matched nothing of, and how to undo them.
+        "narrowed": bool(narrowed),
+        "clear_search": "?" + urlencode({"tab": filters["tab"], **{k: v for k, v in narrowed.items() if k != "q"}}),
+        "clear_all": "?" + urlencode({"tab": filters["tab"]}),
         "tabs": [("queue", "Waiting"), ("audit", "Audit sample"), ("decided", "Decided today")],
         "action_types": gate_selectors.action_type_names(),
         "agents": gate_selectors.agent_names(),
@@ -99,10 +108,11 @@ def review_queue(request: HttpRequest) -> HttpResponse:
 
 @reviewer_required
 def review_row(request: HttpRequest, action_id: UUID) -> HttpResponse:
-    """One queue row, for the live queue to insert when an action starts waiting."""
-    action = get_object_or_404(
-        selectors.review_page_queryset(user=request_reviewer(request), tab="queue"), pk=action_id
-    )
+    """One queue row, for the live queue to insert when an action starts waiting: 404 when it is
+    not waiting, not the reviewer's to review, or does not match the open queue's filters (passed
+    along as the queue's query)."""
+    filters = {**_filters(request), "tab": "queue"}
+    action = get_object_or_404(selectors.review_page_queryset(user=request_reviewer(request), **filters), pk=action_id)
     return render(request, "approvals/_row.html", {"action": action, "tab": "queue", "now": timezone.now()})
 
 
@@ -114,12 +124,6 @@ def _review_check(request: HttpRequest, action_id: UUID) -> None:
         raise Http404("No such action.") from None
     except NotReviewerOf as refusal:
         raise PermissionDenied(refusal.message) from None
-
-
-def _pretty(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 def _remembered_state(remembered: RememberedApproval, now: datetime) -> str:
@@ -160,11 +164,11 @@ def _evidence(evidence: Any) -> dict[str, list[dict[str, Any]]]:
     if not isinstance(evidence, dict):
         return {"lookups": [], "history": []}
     lookups = [
-        {"name": name, **record, "body_json": _pretty(record.get("body")) if "body" in record else ""}
+        {"name": name, **record, "body_json": display.pretty(record.get("body")) if "body" in record else ""}
         for name, record in (evidence.get("lookups") or {}).items()
     ]
     history = [
-        {"name": name, **record, "matched_json": _pretty(record.get("matched", {}))}
+        {"name": name, **record, "matched_json": display.pretty(record.get("matched", {}))}
         for name, record in (evidence.get("history") or {}).items()
     ]
     return {"lookups": lookups, "history": history}
@@ -186,15 +190,20 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     risk_terms = {f["rule"]: f["risk"] for f in action.findings if f.get("outcome") == "fail" and "risk" in f}
     claim_other = selectors.claim_holder(action) not in (None, reviewer.pk)
     now = timezone.now()
+    failing, passing = display.findings_split(action.findings)
+    steps, unfolded_why = display.trajectory_steps(
+        action.trajectory, action.findings, selectors.rule_requirements(action.action_type_id)
+    )
     context = {
         "action": action,
-        "params_json": _pretty(action.params),
+        "params_json": display.pretty(action.params),
         "params_items": action.params.items() if isinstance(action.params, dict) else [],
-        "context_json": _pretty(action.context),
-        "steps": [
-            {**step, "args_json": _pretty(step["args"]), "result_json": _pretty(step["result"])}
-            for step in action.trajectory
-        ],
+        "context_json": display.pretty(action.context),
+        "failing": failing,
+        "passing": passing,
+        "steps": steps,
+        "unfolded_why": unfolded_why,
+        "status_look": display.status_look(),
         "evidence": _evidence(action.evidence),
         "risk": risk,
         "risk_terms": risk_terms,

@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from approvals.review import display
+
 register = template.Library()
 
 
@@ -22,3 +24,15 @@ def params_summary(params: Any, length: int = 90) -> str:
     else:
         text = json.dumps(params, ensure_ascii=False)
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+@register.filter
+def why_held(findings: Any) -> dict[str, Any]:
+    """The failing checks of an action, short, for the queue's "why held" cell."""
+    return display.why_held(findings)
+
+
+@register.filter
+def banner_kind(status: str) -> str:
+    """info, warning or error: the colour of an action's status banner."""
+    return display.banner_kind(status)

@@ -7,9 +7,14 @@
   const page = body.dataset.page;
   const me = body.dataset.user || "";
 
+  // Typing into a field: single-key shortcuts stay out of the way (a focused radio or checkbox is
+  // not typing, so that "l" then a shortcut still works).
+  const NOT_TEXT = ["radio", "checkbox", "button", "submit", "reset"];
   function typing(event) {
     const el = event.target;
-    return el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName));
+    if (!el) return false;
+    if (el.tagName === "INPUT") return !NOT_TEXT.includes(el.type);
+    return el.isContentEditable || ["TEXTAREA", "SELECT"].includes(el.tagName);
   }
 
   // --- queue: selection and keys --------------------------------------------------------------
@@ -25,34 +30,150 @@
     all[selected].scrollIntoView({ block: "nearest" });
   }
 
-  function submit(formId) {
+  // --- detail: decisions wait out an undo window ---------------------------------------------------
+  // A submit of any form.decide-form (a key or its button) is held for UNDO_SECONDS, naming the
+  // action; the same key again, Enter or "decide now" submits at once, u / Esc / "undo" drops it.
+  // Leaving the page (or it going into the back-forward cache) drops it too: nothing is decided
+  // unless the window ran out or the reviewer confirmed, on this page.
+  const UNDO_SECONDS = 5;
+  let pending = null;
+
+  function actionName() {
+    return `${body.dataset.actionType || "action"} ${(body.dataset.actionId || "").slice(0, 8)}…`;
+  }
+
+  function showPending() {
+    const left = Math.max(0, Math.ceil((pending.deadline - Date.now()) / 1000));
+    document.getElementById("pending-left").textContent = `${left} s`;
+  }
+
+  function decideLater(form) {
+    if (pending || form.classList.contains("disabled")) return;
+    const box = document.getElementById("pending");
+    pending = {
+      form,
+      deadline: Date.now() + UNDO_SECONDS * 1000,
+      timer: window.setTimeout(decideNow, UNDO_SECONDS * 1000),
+      ticker: window.setInterval(showPending, 250),
+    };
+    document.getElementById("pending-text").textContent = `${form.dataset.verb} ${actionName()}`;
+    document.getElementById("pending-now-text").textContent = form.dataset.now || "decide now";
+    const fill = document.getElementById("pending-fill");
+    fill.style.animationDuration = `${UNDO_SECONDS}s`;
+    box.dataset.verdict = form.dataset.key || "";
+    box.classList.remove("hidden");
+    fill.classList.remove("running");
+    void fill.offsetWidth; // restart the bar's animation
+    fill.classList.add("running");
+    showPending();
+    document.querySelectorAll(".decide-form button").forEach((button) => (button.disabled = true));
+    document.getElementById("pending-now").focus();
+  }
+
+  function dropPending() {
+    if (!pending) return null;
+    const form = pending.form;
+    window.clearTimeout(pending.timer);
+    window.clearInterval(pending.ticker);
+    pending = null;
+    document.getElementById("pending").classList.add("hidden");
+    return form;
+  }
+
+  function decideNow() {
+    const form = dropPending();
+    if (!form || form.classList.contains("disabled")) return;
+    form.dataset.confirmed = "1";
+    form.requestSubmit();
+  }
+
+  function undo() {
+    const form = dropPending();
+    if (!form) return;
+    document.querySelectorAll(".decide-form:not(.disabled) button").forEach((button) => (button.disabled = false));
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.focus();
+  }
+
+  document.querySelectorAll("form.decide-form[data-verb]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (form.dataset.confirmed) return; // the window ran out or was confirmed: really submit
+      event.preventDefault();
+      decideLater(form);
+    });
+  });
+  const pendingNow = document.getElementById("pending-now");
+  if (pendingNow) pendingNow.addEventListener("click", decideNow);
+  const pendingUndo = document.getElementById("pending-undo");
+  if (pendingUndo) pendingUndo.addEventListener("click", undo);
+  window.addEventListener("pagehide", undo);
+
+  function startDecision(formId) {
     const form = document.getElementById(formId);
-    if (form && !form.classList.contains("disabled")) form.requestSubmit();
+    if (form) decideLater(form);
+  }
+
+  function focusRejectReason() {
+    const reason = document.getElementById("reject-reason");
+    if (!reason || reason.closest("form").classList.contains("disabled")) return;
+    reason.scrollIntoView({ block: "center" });
+    reason.focus();
+  }
+
+  // --- detail: the label form, ready to save ----------------------------------------------------
+  function openLabel() {
+    const card = document.getElementById("label");
+    if (!card) return;
+    const choice =
+      card.querySelector("input[name=label]:checked") || card.querySelector("input[name=label]");
+    card.classList.add("active");
+    card.scrollIntoView({ block: "center" });
+    if (choice) choice.focus();
+  }
+
+  const labelForm = document.getElementById("label-form");
+  if (labelForm) {
+    // Enter on a choice saves it (the focused one, when none is checked yet).
+    labelForm.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" || event.target.name !== "label") return;
+      event.preventDefault();
+      if (!labelForm.querySelector("input[name=label]:checked")) event.target.checked = true;
+      labelForm.requestSubmit();
+    });
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (pending) {
+      // During the undo window only these keys count; the rest are swallowed, never typed.
+      if (event.key === "u" || event.key === "Escape") undo();
+      else if (event.key === "Enter" || event.key === document.getElementById("pending").dataset.verdict) decideNow();
+      else if (event.key === "Tab") return;
+      event.preventDefault();
+      return;
+    }
+    if (typing(event)) return;
     const keys = document.getElementById("keys");
     if (event.key === "?") {
       keys.open ? keys.close() : keys.showModal();
       event.preventDefault();
       return;
     }
+    if (keys.open) return;
     if (page === "queue") {
       if (event.key === "j") select(selected + 1);
       else if (event.key === "k") select(selected - 1);
+      else if (event.key === "/") document.getElementById("search").focus();
       else if (event.key === "Enter") {
         const row = rows()[selected];
         if (row) window.location.href = row.dataset.href;
       } else return;
       event.preventDefault();
     } else if (page === "detail") {
-      if (event.key === "a") submit("approve-form");
-      else if (event.key === "r") submit("reject-form");
-      else if (event.key === "l") {
-        const first = document.querySelector("#label-form input[name=label]");
-        if (first) first.focus();
-      } else return;
+      if (event.key === "a") startDecision("approve-form");
+      else if (event.key === "r") focusRejectReason();
+      else if (event.key === "l") openLabel();
+      else return;
       event.preventDefault();
     }
   });
@@ -134,7 +255,10 @@
 
   async function addRow(id) {
     if (rowOf(id)) return;
-    const response = await fetch(`/review/${encodeURIComponent(id)}/row`, { credentials: "same-origin" });
+    // The queue's own query (search, filters): the server answers 404 for an action it does not list.
+    const response = await fetch(`/review/${encodeURIComponent(id)}/row${window.location.search}`, {
+      credentials: "same-origin",
+    });
     if (!response.ok || rowOf(id)) return;
     const holder = document.createElement("tbody");
     holder.innerHTML = (await response.text()).trim(); // server-rendered, escaped by the template
@@ -190,16 +314,33 @@
     }
     if (message.status !== body.dataset.status && message.status !== "needs_review") {
       body.dataset.status = message.status;
-      const banner = document.getElementById("elsewhere");
-      banner.textContent = `This action was just ${message.status.replace("_", " ")} elsewhere. Reload to see the decision.`;
-      banner.classList.remove("hidden");
+      dropPending(); // decided elsewhere: an open undo window has nothing left to decide
+      const look = statusLook(message.status);
+      const banner = document.getElementById("status-banner");
+      banner.className = `banner banner-${look.banner}`;
+      banner.dataset.status = message.status;
+      banner.textContent = `${look.name} just now, elsewhere. Reload to see the decision.`;
       document.querySelectorAll(".decide-form").forEach((form) => {
         form.classList.add("disabled");
         form.querySelectorAll("button").forEach((button) => (button.disabled = true));
       });
       const status = document.getElementById("status");
-      if (status) status.textContent = message.status.replace("_", " ");
+      if (status) {
+        // the colour follows the status, not only the text
+        status.className = `status status-${message.status}`;
+        status.textContent = look.name;
+      }
     }
+  }
+
+  // Each status's name and banner colour, as the server rendered them (approvals/review/display.py).
+  let looks = null;
+  function statusLook(status) {
+    if (looks === null) {
+      const data = document.getElementById("status-look");
+      looks = data ? JSON.parse(data.textContent) : {};
+    }
+    return looks[status] || { name: status.replaceAll("_", " "), banner: "info" };
   }
 
   let retry = 500;

@@ -108,7 +108,9 @@ def test_reviewers_see_items_arrive_and_leave_live_and_decide_with_the_keyboard(
     ben.wait_for_selector(f"{row} .badge-claim")  # ben sees that ana holds it
     shot(ana, tmp_path, "detail")
 
-    # ana approves with "a"; the item leaves ben's open queue
+    # ana approves with "a", confirmed at once with a second "a" (one "a" alone waits out the undo
+    # window: tests/review/test_browser_desk.py); the item leaves ben's open queue
+    ana.keyboard.press("a")
     ana.keyboard.press("a")
     ana.wait_for_url(f"{asgi_server}/review/")
     ben.wait_for_selector(row, state="detached", timeout=15000)
