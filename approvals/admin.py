@@ -38,6 +38,7 @@ from approvals.models import (
     WebhookDelivery,
     WhatIfRun,
 )
+from approvals.notifications.admin import EmailListField
 from approvals.policy_admin import PrettyJSONField, policy_versions_compare, rows_for
 from approvals.review.services import remembered_approval_revoke
 
@@ -132,6 +133,9 @@ class RuleInline(admin.StackedInline):
 
 
 class ActionTypeForm(forms.ModelForm):
+    notify_emails = EmailListField(
+        required=False, help_text="Addresses told of every held action of this type: one a line."
+    )
     params_schema = PrettyJSONField(
         widget=forms.Textarea(attrs={"class": "json-source", "rows": 8, "spellcheck": "false"}),
         help_text="A JSON Schema (draft 2020-12) that the params must match.",
@@ -160,6 +164,8 @@ class ActionTypeForm(forms.ModelForm):
             "builtin_checks",
             "review_sla_minutes",
             "expire_after_minutes",
+            "notify_emails",
+            "notify_slack",
         ]
 
     def clean(self) -> dict[str, Any]:
