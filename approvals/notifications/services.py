@@ -158,7 +158,7 @@ def _mention(notice: Notice) -> str:
     if not by or by == "policy":
         return ""
     slack_user = selectors.slack_user_of(str(by))
-    return f"<@{slack_user}>" if slack_user else f"@{by}"
+    return f"<@{slack_user}>" if slack_user else "@" + slack.escape(str(by))
 
 
 def slack_message_update(*, action_id: str) -> str:
@@ -274,9 +274,9 @@ def slack_interaction_apply(*, body: bytes, timestamp: str, signature: str, now:
         action_decide(action_id=action_id, user=user, verdict=verdict, reason="")
     except (ServiceError, ProposedAction.DoesNotExist) as exc:
         message = getattr(exc, "message", "") or "no such action"
-        _respond(response_url, slack.ephemeral(f"Not {verdict}d: {message}. Nothing changed."))
+        _respond(response_url, slack.ephemeral(f"Not {verdict.removesuffix('e')}ed: {message}. Nothing changed."))
         return Interaction(200)
-    logger.info("slack click: action %s %sd by %s", action_id, verdict, user.get_username())
+    logger.info("slack click: action %s decided (%s) by %s", action_id, verdict, user.get_username())
     if not stored:
         # A message the gate has no row of: answer the click itself.
         notice = notice_of(action_id)

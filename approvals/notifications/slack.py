@@ -68,7 +68,7 @@ def signature_refusal(secret: str, timestamp: str, given: str, body: bytes, *, n
 # --- messages ------------------------------------------------------------------------------------
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """Slack's mrkdwn escapes: &, < and > (the rest is shown as written)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -78,9 +78,9 @@ def _clip(text: str, limit: int = SECTION_MAX_CHARS) -> str:
 
 
 def _summary_blocks(notice: Notice) -> list[dict[str, Any]]:
-    head = f"*{_escape(notice.action_type)}* proposed by *{_escape(notice.agent)}* · risk *{notice.risk_text}*"
+    head = f"*{escape(notice.action_type)}* proposed by *{escape(notice.agent)}* · risk *{notice.risk_text}*"
     failed = "\n".join(
-        f"• `{_escape(item.rule)}` ({item.outcome})" + (f": {_escape(item.message)}" if item.message else "")
+        f"• `{escape(item.rule)}` ({item.outcome})" + (f": {escape(item.message)}" if item.message else "")
         for item in notice.failed
     )
     why = "*Why it was held*\n" + (failed or "• no failing check: the type is reviewed every time")
@@ -89,7 +89,7 @@ def _summary_blocks(notice: Notice) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(why)}},
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip("*Params*\n```" + _escape(notice.params_text) + "```")},
+            "text": {"type": "mrkdwn", "text": _clip("*Params*\n```" + escape(notice.params_text) + "```")},
         },
         {
             "type": "context",
@@ -122,8 +122,9 @@ def _buttons(notice: Notice) -> dict[str, Any]:
 
 
 def outcome_text(notice: Notice, *, mention: str = "") -> str:
-    """How the action stands, as the message says it once it changed ("" while simply held)."""
-    who = mention or (notice.decision or {}).get("by") or "?"
+    """How the action stands, in mrkdwn, as the message says it once it changed ("" while simply
+    held). ``mention``: who decided, as Slack shows them (``<@U…>``), else their name is shown."""
+    who = mention or escape(str((notice.decision or {}).get("by") or "?"))
     if notice.status == "approved":
         return f"Approved by {who}"
     if notice.status == "rejected":
@@ -134,7 +135,7 @@ def outcome_text(notice: Notice, *, mention: str = "") -> str:
         return "Cancelled by the agent"
     parts = []
     if notice.approvals:
-        by = ", ".join(str(item.get("by", "?")) for item in notice.approvals)
+        by = ", ".join(escape(str(item.get("by", "?"))) for item in notice.approvals)
         parts.append(f"Approved so far by {by}: more approvals needed")
     if notice.escalated:
         parts.append("Escalated: past its review deadline")
@@ -148,7 +149,7 @@ def action_message(notice: Notice, *, mention: str = "") -> dict[str, Any]:
     fallback = f"{notice.action_type} by {notice.agent} (risk {notice.risk_text})"
     blocks = _summary_blocks(notice)
     if outcome:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{_escape(outcome)}*"}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*{outcome}*"}})
     if notice.held:
         blocks.append(_buttons(notice))
         text = f"Held for review: {fallback}" + (f". {outcome}" if outcome else "")
