@@ -30,7 +30,11 @@ def _closed_port() -> int:
 
 
 def _bodies(message: Any) -> tuple[str, str]:
-    parts = {part.get_content_type(): part.get_payload(decode=True).decode() for part in message.walk()}
+    parts = {
+        part.get_content_type(): part.get_payload(decode=True).decode()
+        for part in message.walk()
+        if not part.is_multipart()
+    }
     return parts["text/plain"], parts["text/html"]
 
 
