@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
                 ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='reviewer_profile', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('slack_user_id', ''), _negated=True), fields=('slack_user_id',), name='unique_slack_user_id')],
+                'constraints': [models.UniqueConstraint(condition=models.Q(('slack_user_id', ''), _negated=True), fields=('slack_user_id',), name='unique_slack_user_id', violation_error_message='This Slack user id is recorded for another reviewer already.')],
             },
         ),
     ]

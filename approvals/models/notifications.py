@@ -68,7 +68,10 @@ class ReviewerProfile(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["slack_user_id"], condition=~Q(slack_user_id=""), name="unique_slack_user_id"
+                fields=["slack_user_id"],
+                condition=~Q(slack_user_id=""),
+                name="unique_slack_user_id",
+                violation_error_message="This Slack user id is recorded for another reviewer already.",
             )
         ]
 
