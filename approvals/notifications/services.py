@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from approvals.errors import ServiceError
@@ -60,7 +60,7 @@ def _lease(row: Notification) -> bool:
     now = timezone.now()
     taken = Notification.objects.filter(
         Q(leased_until__isnull=True) | Q(leased_until__lt=now), pk=row.pk, state=Notification.State.PENDING
-    ).update(leased_until=now + LEASE, attempts=row.attempts + 1)
+    ).update(leased_until=now + LEASE, attempts=F("attempts") + 1)
     row.attempts += 1
     return taken == 1
 
@@ -68,14 +68,13 @@ def _lease(row: Notification) -> bool:
 def _settle(row: Notification, *, error: str = "", retry: bool = True, state: str | None = None, **done: Any) -> str:
     """Record how an attempt went: sent, pending again (to retry while attempts remain), failed, or
     ``state`` as given."""
-    if state is not None:
-        pass
-    elif not error:
-        state = Notification.State.SENT
-    elif retry and row.attempts < settings.GATE_NOTIFY_MAX_ATTEMPTS:
-        state = Notification.State.PENDING
-    else:
-        state = Notification.State.FAILED
+    if state is None:
+        if not error:
+            state = Notification.State.SENT
+        elif retry and row.attempts < settings.GATE_NOTIFY_MAX_ATTEMPTS:
+            state = Notification.State.PENDING
+        else:
+            state = Notification.State.FAILED
     Notification.objects.filter(pk=row.pk).update(
         state=state,
         leased_until=None,
