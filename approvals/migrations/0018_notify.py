@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
                 ('slack_channel', models.CharField(blank=True, max_length=40)),
                 ('slack_ts', models.CharField(blank=True, max_length=40)),
-                ('response_url', models.URLField(blank=True, max_length=2000)),
+                ('response_url', models.CharField(blank=True, max_length=2000)),
                 ('response_url_at', models.DateTimeField(blank=True, null=True)),
                 ('shown_digest', models.CharField(blank=True, max_length=64)),
                 ('updated_at', models.DateTimeField(blank=True, null=True)),

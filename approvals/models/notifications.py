@@ -39,7 +39,7 @@ class Notification(models.Model):
     # it be used for 30 minutes).
     slack_channel = models.CharField(max_length=40, blank=True)
     slack_ts = models.CharField(max_length=40, blank=True)
-    response_url = models.URLField(max_length=2000, blank=True)
+    response_url = models.CharField(max_length=2000, blank=True)
     response_url_at = models.DateTimeField(null=True, blank=True)
     # A digest of the message as last sent, so that an update that changes nothing is not sent.
     shown_digest = models.CharField(max_length=64, blank=True)
