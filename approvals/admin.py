@@ -39,6 +39,7 @@ from approvals.models import (
     WebhookDelivery,
     WhatIfRun,
 )
+from approvals.notifications.admin import EmailListField
 from approvals.policy_admin import PrettyJSONField, policy_versions_compare, rows_for
 from approvals.review.services import remembered_approval_revoke
 
@@ -138,6 +139,9 @@ class RuleInline(admin.StackedInline):
 
 
 class ActionTypeForm(forms.ModelForm):
+    notify_emails = EmailListField(
+        required=False, help_text="Addresses told of every held action of this type: one a line."
+    )
     params_schema = PrettyJSONField(
         widget=forms.Textarea(attrs={"class": "json-source", "rows": 8, "spellcheck": "false"}),
         help_text="A JSON Schema (draft 2020-12) that the params must match.",
@@ -168,6 +172,8 @@ class ActionTypeForm(forms.ModelForm):
             "expire_after_minutes",
             "review_group",
             "escalation_group",
+            "notify_emails",
+            "notify_slack",
         ]
         help_texts = {
             "review_group": "Only its members (and superusers) see and decide this type's held actions; "

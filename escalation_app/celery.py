@@ -16,7 +16,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # it), then those of approvals' rooms, packages inside the app that are not apps of their own.
 app.autodiscover_tasks()
 app.autodiscover_tasks(
-    ["approvals.gate", "approvals.lifecycle", "approvals.review", "approvals.evaluation", "approvals.integrations"]
+    [
+        "approvals.gate",
+        "approvals.lifecycle",
+        "approvals.review",
+        "approvals.evaluation",
+        "approvals.integrations",
+        "approvals.notifications",
+    ]
 )
 
 # Observability: a heartbeat from every worker (read by /readyz, /metrics and /ops/), and the

@@ -213,7 +213,12 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate"
 # decision; both are declared, so a plain `celery -A escalation_app worker` consumes both.
 GATE_WEBHOOK_QUEUE = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate-webhooks"
 CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(GATE_WEBHOOK_QUEUE)]
-CELERY_TASK_ROUTES = {"approvals.tasks.deliver_webhook": {"queue": GATE_WEBHOOK_QUEUE}}
+# Outgoing network calls (webhooks, e-mail and Slack notifications) wait on others' servers: a queue
+# of their own, so that they never delay an evaluation.
+CELERY_TASK_ROUTES = {
+    "approvals.tasks.deliver_webhook": {"queue": GATE_WEBHOOK_QUEUE},
+    "approvals.notifications.tasks.*": {"queue": GATE_WEBHOOK_QUEUE},
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the DB connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
@@ -262,6 +267,29 @@ GATE_LOOKUP_ALLOWED_HOSTS = [h for h in os.environ.get("GATE_LOOKUP_ALLOWED_HOST
 GATE_LOOKUP_MAX_BYTES = env_int("GATE_LOOKUP_MAX_BYTES", 1024 * 1024)
 GATE_WEBHOOK_MAX_ATTEMPTS = env_int("GATE_WEBHOOK_MAX_ATTEMPTS", 8)
 GATE_WEBHOOK_BACKOFF_SECONDS = env_int("GATE_WEBHOOK_BACKOFF_SECONDS", 2)
+
+# --- Notifications of held actions (contract §6.3; approvals/notifications) --------------------
+# Django's e-mail settings, read from environment variables of the same names.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "autonomy-gate@localhost")
+# The absolute base of the links in e-mails and Slack messages (the desk: <base>/review/<id>).
+GATE_PUBLIC_URL = os.environ.get("GATE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Slack: held actions posted to an incoming webhook, or (with a bot token) by chat.postMessage to
+# GATE_SLACK_CHANNEL, so that decisions made anywhere can update the message (chat.update).
+GATE_SLACK_WEBHOOK_URL = os.environ.get("GATE_SLACK_WEBHOOK_URL", "")
+GATE_SLACK_SIGNING_SECRET = os.environ.get("GATE_SLACK_SIGNING_SECRET", "")
+GATE_SLACK_BOT_TOKEN = os.environ.get("GATE_SLACK_BOT_TOKEN", "")
+GATE_SLACK_CHANNEL = os.environ.get("GATE_SLACK_CHANNEL", "")
+GATE_SLACK_API_URL = os.environ.get("GATE_SLACK_API_URL", "https://slack.com/api").rstrip("/")
+# A notification that keeps failing (SMTP down, Slack answering 5xx) is retried with exponential
+# backoff this many times in all, then marked failed; it never affects the action.
+GATE_NOTIFY_MAX_ATTEMPTS = env_int("GATE_NOTIFY_MAX_ATTEMPTS", 6)
+GATE_NOTIFY_BACKOFF_SECONDS = env_int("GATE_NOTIFY_BACKOFF_SECONDS", 5)
 # An evaluation is tried this many times (crashes and kills included) before the action is held.
 GATE_MAX_EVALUATION_ATTEMPTS = env_int("GATE_MAX_EVALUATION_ATTEMPTS", 3)
 # An action still pending after this many seconds is re-queued by the sweeper.

@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("evaluation/", include("approvals.evaluation.urls")),
     path("review/", include("approvals.review.urls")),
+    path("integrations/", include("approvals.notifications.urls")),
     path("", include("approvals.ops.urls")),
 ]

@@ -25,6 +25,7 @@ from approvals.gate.policies import policies_import
 from bench.workload import REFUND_TYPE
 from escalation_app.celery import app as celery_app
 from tests.factories import AgentFactory, ReviewerFactory
+from tests.smtp import LoopbackSMTP
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,13 +145,32 @@ def celery_worker_log(celery_worker_process: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
-    """``celery -A escalation_app worker`` as a subprocess, on the test database and test Redis."""
+def smtp_server() -> Iterator[LoopbackSMTP]:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives; the worker sends its
+    e-mail there (tests/notifications)."""
+    server = LoopbackSMTP()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any, smtp_server: LoopbackSMTP
+) -> Iterator[str]:
+    """``celery -A escalation_app worker`` as a subprocess, on the test database and test Redis,
+    sending e-mail to the loopback SMTP server."""
     db_url = subprocess_database_url()
     node = f"test-{uuid.uuid4().hex[:8]}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     # JSON lines, as a deployed worker writes them (tests/ops/test_observability.py reads them).
-    env = {**os.environ, "DATABASE_URL": db_url, "GATE_LOG_LEVEL": "INFO", "GATE_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "GATE_LOG_LEVEL": "INFO",
+        "GATE_LOG_FORMAT": "json",
+        "EMAIL_HOST": smtp_server.host,
+        "EMAIL_PORT": str(smtp_server.port),
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [

@@ -33,6 +33,7 @@ from approvals.models import (
     ActionType,
     Agent,
     LabelValue,
+    Notification,
     ProposedAction,
     RememberedApproval,
     ShadowPolicy,
@@ -255,6 +256,13 @@ CELLS: list[Cell] = [
     Cell("readyz", "GET", lambda w: "/readyz", {p: Expect(200, also=503) for p in PRINCIPALS}),
     # open unless GATE_METRICS_TOKEN is set (unset in the tests); it holds counts, never a payload
     Cell("metrics", "GET", lambda w: "/metrics", {p: Expect(200) for p in PRINCIPALS}),
+    # --- Slack's requests: signed by Slack, whoever sends them (no signing secret here: all refused) --
+    Cell(
+        "integrations/slack/interactions",
+        "POST",
+        lambda w: "/integrations/slack/interactions",
+        {p: Expect(401) for p in PRINCIPALS},
+    ),
     Cell("ops/", "GET", lambda w: "/ops/", ADMIN_PAGE),
     Cell("ops/data", "GET", lambda w: "/ops/data", ADMIN_PAGE),
     # --- the admin site: staff only; Bearer tokens and non-staff reviewers are sent to its login -----
@@ -425,6 +433,7 @@ def world(db: None) -> World:
     label_create(action=w.action(Status.AUTO_APPROVED), author=w.reviewer, label=LabelValue.SAFE)
     Token.objects.create(user=w.reviewer)
     WebhookDelivery.objects.create(action=w.action(), event="action.decided", url="https://a.example/", body="{}")
+    Notification.objects.create(action=w.action(), channel=Notification.Channel.EMAIL)
     return w
 
 

@@ -74,6 +74,7 @@ def _write_action_type(spec: policy.ActionTypeSpec, version: int, groups: dict[s
         history=evidence.get("history", []),
         identity_params=evidence.get("identity_params"),
         tests=spec.tests_document(),
+        notify_emails=list(spec.notify_emails),
     )
     action_type, _ = ActionType.objects.update_or_create(name=spec.name, defaults={**fields, "policy_version": version})
     action_type.rules.all().delete()

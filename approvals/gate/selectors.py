@@ -226,6 +226,8 @@ def action_type_spec(
         rules=rules,
         **evidence,
         tests=policy.stored_tests(action_type.tests, lookups=evidence["lookups"], history=evidence["history"]),
+        notify_emails=tuple(action_type.notify_emails or ()),
+        notify_slack=action_type.notify_slack,
     )
 
 

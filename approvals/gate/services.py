@@ -25,6 +25,7 @@ from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_agent, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
 from approvals.models import ActionType, Agent, Decision, ProposedAction, RememberedApproval, Status, Verdict
+from approvals.notifications.selectors import notifications_wanted
 from approvals.ops import logging as gate_logging
 
 logger = logging.getLogger(__name__)
@@ -232,6 +233,10 @@ def _apply_decision(
         "wait": (now - action.created_at).total_seconds() if action.created_at else None,
         "rule_errors": [str(f.get("rule", "")) for f in decision.findings if f.get("outcome") == "error"],
     }
+    announced: dict[str, Any] = {"metrics": measured}
+    if decision.status == policy.NEEDS_REVIEW and notifications_wanted(spec):
+        # Read from the type already loaded: a type with nobody to tell costs the hot path nothing.
+        announced["notify"] = True
     try:
         transition_apply(
             name,
@@ -242,7 +247,7 @@ def _apply_decision(
             changes=changes,
             audit_data=audit_data,
             effects=record_decision,
-            announce={"metrics": measured},
+            announce=announced,
         )
     except TransitionRefused:
         return False

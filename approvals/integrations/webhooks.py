@@ -23,6 +23,7 @@ __all__ = ["WebhookRefused", "address_is_public", "literal_target_refusal", "pos
 SIGNATURE_HEADER = "X-Gate-Signature"
 EVENT_HEADER = "X-Gate-Event"
 TIMEOUT_SECONDS = 5.0
+MAX_ANSWER_BYTES = 64 * 1024  # of an answer kept (Slack API answers are small)
 
 
 class WebhookRefused(Exception):
@@ -32,6 +33,8 @@ class WebhookRefused(Exception):
 @dataclass(frozen=True)
 class Response:
     status_code: int
+    content: bytes = b""
+    retry_after: str = ""  # the Retry-After header of a 429 or 503, as sent
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -79,7 +82,9 @@ def resolve_target(url: str) -> tuple[str, list[str], int]:
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> Response:
-    """POST ``body`` to ``url`` through the address checked by resolve_target; no redirects."""
+    """POST ``body`` to ``url`` through the address checked by resolve_target; no redirects. JSON
+    unless ``headers`` name another Content-Type (Slack's API and incoming webhooks use it too:
+    approvals.notifications.slack)."""
     host, resolved, port = resolve_target(url)
     last_error: Exception | None = None
     with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
@@ -89,12 +94,16 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Response:
                 response = client.post(
                     pinned,
                     content=body,
-                    headers={**headers, **host_headers, "Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json", **headers, **host_headers},
                     extensions=extensions,
                 )
             except httpx.ConnectError as exc:
                 last_error = exc
                 continue
-            return Response(status_code=response.status_code)
+            return Response(
+                status_code=response.status_code,
+                content=response.content[:MAX_ANSWER_BYTES],
+                retry_after=response.headers.get("Retry-After", ""),
+            )
     assert last_error is not None
     raise last_error

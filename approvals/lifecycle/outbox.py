@@ -7,6 +7,8 @@ is safe to repeat:
   wakes them again) and the Channels layer, for open review pages (they re-render the row);
 - the webhook delivery the transition recorded, queued for the worker (a delivery is sent only
   while it is pending, and a receiver can tell repeats apart by ``X-Gate-Delivery``);
+- notifications of held actions (e-mail, Slack) and updates of their Slack messages, queued for the
+  worker (each notification is a row, sent once: approvals.notifications);
 - metrics, recorded only by the dispatcher that marks the row dispatched (so never twice; lost
   only if a process dies between that mark and the record).
 """
@@ -152,6 +154,9 @@ def _fan_out(row: OutboxEvent) -> None:
         from approvals.integrations.tasks import deliver_webhook
 
         deliver_webhook.delay(delivery)
+    from approvals.notifications.services import notifications_fan_out
+
+    notifications_fan_out(action_id=str(row.action_id), event=row.event, payload=payload)
 
 
 def _mark_dispatched(ids: list[int]) -> set[int]:

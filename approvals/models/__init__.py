@@ -7,6 +7,7 @@ from approvals.models.agents import Agent
 from approvals.models.audit import AuditEvent
 from approvals.models.choices import FINAL_STATUSES, LabelValue, Mode, OnFail, ShadowStatus, Status, Verdict
 from approvals.models.evaluation import ShadowResult, WhatIfRun
+from approvals.models.notifications import Notification, ReviewerProfile
 from approvals.models.outbox import OutboxEvent, WebhookDelivery
 from approvals.models.policies import ActionType, PolicyVersion, Rule, ShadowPolicy
 
@@ -19,11 +20,13 @@ __all__ = [
     "Label",
     "LabelValue",
     "Mode",
+    "Notification",
     "OnFail",
     "OutboxEvent",
     "PolicyVersion",
     "ProposedAction",
     "RememberedApproval",
+    "ReviewerProfile",
     "Rule",
     "ShadowPolicy",
     "ShadowResult",

@@ -42,6 +42,10 @@ class ActionType(models.Model):
     identity_params = models.JSONField(null=True, blank=True)
     # Example proposals and their expected decisions (contract §6.2), as the policy file writes them.
     tests = models.JSONField(default=list, blank=True)
+    # Who is told of a held action (contract §6.3): these addresses by e-mail, and Slack when it is
+    # set up (GATE_SLACK_WEBHOOK_URL or a bot token) unless notify_slack is off.
+    notify_emails = models.JSONField(default=list, blank=True)
+    notify_slack = models.BooleanField(default=True)
     # The gate-wide policy version at which this type's policy was last set.
     policy_version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -292,6 +292,14 @@ class GateCollector(Collector):
         yield GaugeMetricFamily(
             "gate_webhook_pending", "Webhook deliveries still being tried.", value=figures.webhooks_pending
         )
+        notifications_failed = CounterMetricFamily(
+            "gate_notification_failures",
+            "Notifications of held actions (e-mail, Slack) that failed for good, by channel.",
+            labels=["channel"],
+        )
+        for channel in ("email", "slack"):
+            notifications_failed.add_metric([channel], figures.notifications_failed.get(channel, 0))
+        yield notifications_failed
         yield GaugeMetricFamily(
             "gate_webhook_pending_oldest_age_seconds",
             "Age of the oldest webhook delivery still being tried; 0 when none.",

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Subquery
 from django.utils import timezone
 
-from approvals.models import ActionType, Agent, ProposedAction, Status, WebhookDelivery
+from approvals.models import ActionType, Agent, Notification, ProposedAction, Status, WebhookDelivery
 
 # --- the counts /metrics and the ops page share --------------------------------------------------
 
@@ -31,6 +31,8 @@ class DbFigures:
     webhooks_failed: int
     webhooks_pending: int
     webhooks_pending_oldest: datetime | None
+    # Notifications of held actions that failed for good, by channel (their partial index).
+    notifications_failed: dict[str, int] = field(default_factory=dict)
     taken_at: datetime = field(default_factory=timezone.now)
 
     def status_total(self, status: str) -> int:
@@ -64,6 +66,13 @@ def db_figures() -> DbFigures:
         webhooks_failed=webhooks.filter(state=WebhookDelivery.State.FAILED).count(),
         webhooks_pending=pending_webhooks["n"],
         webhooks_pending_oldest=pending_webhooks["oldest"],
+        notifications_failed=dict(
+            Notification.objects.order_by()
+            .filter(state=Notification.State.FAILED)
+            .values_list("channel")
+            .annotate(n=Count("*"))
+            .values_list("channel", "n")
+        ),
     )
 
 

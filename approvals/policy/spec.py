@@ -26,6 +26,7 @@ from approvals.policy.expressions import (
     NAME_PATTERN,
     check_cel_expression,
 )
+from approvals.policy.notify import parse_notify_emails
 from approvals.policy.trajectory import TrajectoryError, normalize_trajectory
 
 FORMAT_VERSION = 1
@@ -123,14 +124,17 @@ class ActionTypeSpec:
     identity_params: tuple[str, ...] | None = None
     # Example proposals and their expected decisions (contract §6.2).
     tests: tuple[PolicyTestSpec, ...] = field(default_factory=tuple)
+    # Who is told of a held action (contract §6.3; approvals.policy.notify).
+    notify_emails: tuple[str, ...] = field(default_factory=tuple)
+    notify_slack: bool = True
 
     def to_document(self) -> dict[str, Any]:
         """The action type as it stands in a policy file (export_policies); the evidence fields, the
-        tests and the review groups only when set, so that a policy without them exports as it always
-        did."""
+        tests, the review groups and the notifications only when set, so that a policy without them
+        exports as it always did."""
         data = asdict(self)
         data["rules"] = [asdict(rule) for rule in self.rules]
-        for name in (*EVIDENCE_FIELDS, "tests"):
+        for name in (*EVIDENCE_FIELDS, "tests", "notify_emails", "notify_slack"):
             del data[name]
         for name in GROUP_FIELDS:
             if data[name] is None:
@@ -138,6 +142,10 @@ class ActionTypeSpec:
         data.update(self.evidence_document())
         if self.tests:
             data["tests"] = self.tests_document()
+        if self.notify_emails:
+            data["notify_emails"] = list(self.notify_emails)
+        if not self.notify_slack:
+            data["notify_slack"] = False
         return data
 
     def tests_document(self) -> list[dict[str, Any]]:
@@ -333,6 +341,8 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         "lookups": parse_lookups(data.get("lookups"), f"{place}.lookups", check.errors),
         "history": parse_history(data.get("history"), f"{place}.history", check.errors),
         "identity_params": parse_identity_params(data.get("identity_params"), f"{place}.identity_params", check.errors),
+        "notify_emails": parse_notify_emails(data.get("notify_emails"), f"{place}.notify_emails", check.errors),
+        "notify_slack": check.boolean(data, "notify_slack", True),
     }
     spec_kwargs["tests"] = parse_tests(
         data.get("tests"),
