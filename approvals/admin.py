@@ -136,6 +136,14 @@ class ActionTypeForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"class": "json-source", "rows": 8, "spellcheck": "false"}),
         help_text="A JSON Schema (draft 2020-12) that the params must match.",
     )
+    # Optional in the form (blank: 1), so that a form posted without it keeps the one-person rule.
+    approvals_required = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=policy.spec.MAX_APPROVALS_REQUIRED,
+        initial=1,
+        help_text="How many distinct reviewers must approve a held action (the two-person rule: 2).",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -160,7 +168,11 @@ class ActionTypeForm(forms.ModelForm):
             "builtin_checks",
             "review_sla_minutes",
             "expire_after_minutes",
+            "approvals_required",
         ]
+
+    def clean_approvals_required(self) -> int:
+        return self.cleaned_data.get("approvals_required") or 1
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -177,6 +189,7 @@ class ActionTypeAdmin(admin.ModelAdmin):
         "name",
         "enabled",
         "mode",
+        "approvals_required",
         "base_risk",
         "auto_approve_max_risk",
         "max_auto_amount",

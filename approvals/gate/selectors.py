@@ -220,6 +220,7 @@ def action_type_spec(
         builtin_checks=action_type.builtin_checks,
         review_sla_minutes=action_type.review_sla_minutes,
         expire_after_minutes=action_type.expire_after_minutes,
+        approvals_required=action_type.approvals_required,
         rules=rules,
         **evidence,
         tests=policy.stored_tests(action_type.tests, lookups=evidence["lookups"], history=evidence["history"]),
