@@ -93,7 +93,8 @@ def test_params_that_fail_the_schema_are_refused_and_nothing_changes(
     body = response.json()
     assert "schema" in body["detail"]
     assert problem in body["detail"]
-    assert body["params"] and all({"path", "message"} <= set(p) for p in body["params"])
+    assert body["params"]
+    assert all({"path", "message"} <= set(p) for p in body["params"])
     stored = ProposedAction.objects.get(pk=held["id"])
     assert (stored.status, stored.approved_params, stored.approved_params_hash, stored.approvals_count) == (
         Status.NEEDS_REVIEW,
