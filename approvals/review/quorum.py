@@ -102,6 +102,10 @@ def _other_params(action: ProposedAction, under: str) -> ActionConflict:
     return ActionConflict(f"approved by {by} with other params: approve those (without params) or reject the action")
 
 
+def _approved_by(action: ProposedAction, user: User) -> bool:
+    return Approval.objects.filter(action=action, reviewer=user).exists()
+
+
 def _reasons(action: ProposedAction, reason: str) -> str:
     """The decision's reason: every approver's, in order, each once."""
     given = [*Approval.objects.filter(action=action).order_by("at", "id").values_list("reason", flat=True), reason]
@@ -122,7 +126,7 @@ def action_approve(
     the action is approved (``decided`` then records the decision, given its reason, in the same
     transaction). Raises ActionConflict (409) for a second approval by the same reviewer, an
     approval of other params than earlier approvals', or an action no longer held."""
-    if Approval.objects.filter(action=action, reviewer=user).exists():
+    if action.status == Status.NEEDS_REVIEW and _approved_by(action, user):
         raise ActionConflict(f"{user.get_username()} has already approved this action: it needs another reviewer")
     chosen = edit
     for _ in range(ATTEMPTS):
@@ -143,8 +147,9 @@ def action_approve(
             if refused.status != Status.NEEDS_REVIEW:
                 raise
             continue  # counted or approved with an edit by someone else meanwhile: read again
-        except IntegrityError as exc:
-            if "one_approval_per_reviewer" not in str(exc):
+        except IntegrityError:
+            # The same reviewer's other request counted first (one approval per reviewer).
+            if not _approved_by(action, user):
                 raise
             raise ActionConflict(f"{user.get_username()} has already approved this action") from None
         return final

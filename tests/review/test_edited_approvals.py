@@ -183,3 +183,33 @@ def test_the_desk_form_refuses_params_that_are_not_a_json_object(held: dict[str,
     assert response.status_code == 400
     assert b"params" in response.content
     assert ProposedAction.objects.get(pk=held["id"]).status == Status.NEEDS_REVIEW
+
+
+def test_the_decided_webhook_carries_the_edit_and_the_approvals(policy_v1: int, agent: Any, reviewer: Any) -> None:
+    from approvals.gate.services import action_evaluate, action_propose, request_fingerprint
+    from approvals.models import ActionType, WebhookDelivery
+    from approvals.review.services import action_decide
+
+    url = "https://hooks.example.com/gate"
+    action, _ = action_propose(
+        agent=agent,
+        action_type=ActionType.objects.get(name="refund"),
+        params=HELD["params"],
+        fingerprint=request_fingerprint({**HELD, "callback_url": url}),
+        callback_url=url,
+    )
+    action_evaluate(action_id=str(action.pk))
+
+    action_decide(
+        action_id=str(action.pk),
+        user=reviewer,
+        verdict="approve",
+        params={"order_id": "A-9", "amount": 50},
+        reason="capped",
+    )
+
+    sent = json.loads(WebhookDelivery.objects.get(action=action, event="action.decided").body)
+    assert sent["approved_params"] == {"order_id": "A-9", "amount": 50}
+    assert sent["approved_params_hash"] == canonical_hash({"order_id": "A-9", "amount": 50})
+    assert [a["by"] for a in sent["approvals"]] == ["lead"]
+    assert sent["decision"]["reason"] == "capped"
