@@ -278,7 +278,9 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
             now=now,
             refused_repeat_of=refused,
             # Not even read for a type no remembered approval may cover (the engine refuses them too).
-            remembered=selectors.remembered_approvals_for(action) if policy.remembers_approvals(compiled.spec) else (),
+            remembered=selectors.remembered_approvals_for(action)
+            if policy.remembers_approvals(mode=compiled.spec.mode, approvals_required=compiled.spec.approvals_required)
+            else (),
         )
         gathered, evidence = evidence_gather(
             compiled, proposal, action, now=now, executed_by_params=loaded.executed_repeat_of

@@ -215,10 +215,10 @@ def remembered_cover(findings: list[dict], remembered: tuple[dict, ...]) -> dict
     return None
 
 
-def remembers_approvals(spec: ActionTypeSpec) -> bool:
-    """Whether a reviewer's remembered approval may ever cover an action of this type: never for
+def remembers_approvals(*, mode: str, approvals_required: int) -> bool:
+    """Whether a reviewer's remembered approval may ever cover an action of a type: never for
     ``mode: review`` nor for a type that needs more than one reviewer (contract §6.3)."""
-    return spec.mode != "review" and spec.approvals_required == 1
+    return mode != "review" and approvals_required == 1
 
 
 def audit_sampled(sample_key: str, rate: float) -> bool:
@@ -235,7 +235,9 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
 
     reached = False
     # Contract §6.3: "always a person" (mode: review) and "two people" mean every time.
-    remembered_allowed = proposal.remembered if remembers_approvals(spec) else ()
+    remembered_allowed = (
+        proposal.remembered if remembers_approvals(mode=spec.mode, approvals_required=spec.approvals_required) else ()
+    )
 
     def done(status: str, risk: float | None, *, audit: bool = False) -> Decision:
         if status == NEEDS_REVIEW and (remembered := remembered_cover(findings, remembered_allowed)):

@@ -18,7 +18,7 @@ from approvals.gate import selectors as gate_selectors
 from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_user, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
-from approvals.models import Decision, Label, LabelValue, Mode, ProposedAction, RememberedApproval, Status, Verdict
+from approvals.models import Decision, Label, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
 from approvals.ops import logging as gate_logging
 from approvals.review import quorum, selectors
 
@@ -124,10 +124,11 @@ def _rememberable_check(action: ProposedAction, session_id: Any, *, edited: bool
     """Contract §6.3: "always a person" (mode: review) and "two people" mean every time; an edited
     approval approves other params than the proposals it would cover."""
     spec = action.action_type
-    if spec.mode == Mode.REVIEW or spec.approvals_required > 1 or action.approvals_required > 1:
+    required = max(spec.approvals_required, action.approvals_required)  # the type's now, or when it was held
+    if not policy.remembers_approvals(mode=spec.mode, approvals_required=required):
         raise ServiceError(
             f"approvals of {spec.name} actions are never remembered: the type needs a person every time "
-            f"(mode: {spec.mode}, approvals_required: {max(spec.approvals_required, action.approvals_required)})"
+            f"(mode: {spec.mode}, approvals_required: {required})"
         )
     if edited:
         raise ServiceError("an approval with edited params cannot be remembered for similar actions")
