@@ -146,6 +146,14 @@ class ActionTypeForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"class": "json-source", "rows": 8, "spellcheck": "false"}),
         help_text="A JSON Schema (draft 2020-12) that the params must match.",
     )
+    # Optional in the form (blank: 1), so that a form posted without it keeps the one-person rule.
+    approvals_required = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=policy.spec.MAX_APPROVALS_REQUIRED,
+        initial=1,
+        help_text="How many distinct reviewers must approve a held action (the two-person rule: 2).",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -174,12 +182,16 @@ class ActionTypeForm(forms.ModelForm):
             "escalation_group",
             "notify_emails",
             "notify_slack",
+            "approvals_required",
         ]
         help_texts = {
             "review_group": "Only its members (and superusers) see and decide this type's held actions; "
             "empty: every reviewer.",
             "escalation_group": "Its members also see and decide an action once it is past the review SLA.",
         }
+
+    def clean_approvals_required(self) -> int:
+        return self.cleaned_data.get("approvals_required") or 1
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -196,6 +208,7 @@ class ActionTypeAdmin(admin.ModelAdmin):
         "name",
         "enabled",
         "mode",
+        "approvals_required",
         "base_risk",
         "auto_approve_max_risk",
         "max_auto_amount",

@@ -13,6 +13,15 @@ class ServiceError(Exception):
         self.message = message
 
 
+class InvalidParams(ServiceError):
+    """Params that do not match the action type's schema: ``problems`` names each ({"path",
+    "message"}), and nothing changed."""
+
+    def __init__(self, message: str, *, problems: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 class ActionConflict(ServiceError):
     """The action is not in a state that allows this (a transition's guard refused it)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 import factory
 from django.contrib.auth.models import Group, Permission, User
 
-from approvals.gate.services import params_hash
+from approvals.gate.params import params_hash
 from approvals.models import ActionType, Agent, ProposedAction, Rule
 
 REFUND_SCHEMA = {

@@ -9,7 +9,7 @@ from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from approvals.errors import ActionConflict, IdempotencyConflict, NotReviewerOf, ServiceError
+from approvals.errors import ActionConflict, IdempotencyConflict, InvalidParams, NotReviewerOf, ServiceError
 
 
 class Conflict(APIException):
@@ -24,6 +24,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": exc.message}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, NotReviewerOf):
         return Response({"detail": exc.message}, status=status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, InvalidParams):
+        return Response({"detail": exc.message, "params": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ServiceError):
         return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):

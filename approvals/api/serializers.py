@@ -163,12 +163,27 @@ class DecisionInputSerializer(serializers.Serializer):
         help_text="Approve only: also approve, for this many minutes, later proposals of the same agent, "
         "type and context.session_id that fail only checks this one failed.",
     )
+    params = JSONObjectField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Approve only: the params the agent is to act with instead of the proposed ones (checked "
+        "against the action type's schema); reason says why.",
+    )
 
 
 class OutcomeInputSerializer(serializers.Serializer):
     executed = JSONBooleanField()
     result = serializers.JSONField(required=False, allow_null=True, default=None)
     error = StringField(required=False, allow_blank=True, max_length=5000, default="")
+    params_hash = serializers.RegexField(
+        r"\A[0-9a-f]{64}\Z",
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="SHA-256 hex of the params executed (JSON, sorted keys, no spaces); one that differs from "
+        "approved_params_hash is stored with params_mismatch.",
+    )
 
 
 class LabelInputSerializer(serializers.Serializer):
@@ -189,6 +204,8 @@ class ActionSerializer(serializers.Serializer):
     agent = serializers.CharField()
     status = serializers.CharField()
     params = serializers.JSONField()
+    approved_params = serializers.JSONField(allow_null=True, help_text="A reviewer's edit: act with these")
+    approved_params_hash = serializers.CharField(allow_null=True)
     context = serializers.JSONField()  # type: ignore[assignment]  # a declared field
     confidence = serializers.FloatField(allow_null=True)
     rationale = serializers.CharField()
@@ -198,6 +215,8 @@ class ActionSerializer(serializers.Serializer):
     decision = serializers.DictField(allow_null=True)
     policy_version = serializers.IntegerField(allow_null=True)
     labels = serializers.ListField(child=serializers.DictField())
+    approvals = serializers.ListField(child=serializers.DictField(), help_text='[{"by", "at"}], oldest first')
+    approvals_required = serializers.IntegerField()
     remembered_approval = serializers.IntegerField(allow_null=True)
     outcome = serializers.DictField(allow_null=True)
     audit_flagged = serializers.BooleanField()

@@ -8,7 +8,8 @@ from typing import Any
 from uuid import UUID
 
 from approvals.gate import selectors
-from approvals.models import ProposedAction, RememberedApproval
+from approvals.gate.params import approved_params_hash_of
+from approvals.models import Approval, ProposedAction, RememberedApproval
 
 
 def action_read_represented(action_id: str | UUID) -> dict[str, Any]:
@@ -32,6 +33,9 @@ def action_representation(action: ProposedAction, *, new: bool = False) -> dict[
         "agent": action.agent.name,
         "status": action.status,
         "params": action.params,
+        # A reviewer's edit (contract §6.3): the agent acts with these when present.
+        "approved_params": action.approved_params,
+        "approved_params_hash": approved_params_hash_of(action),
         "context": action.context,
         "confidence": action.confidence,
         "rationale": action.rationale,
@@ -58,6 +62,9 @@ def action_representation(action: ProposedAction, *, new: bool = False) -> dict[
             }
             for label in labels
         ],
+        # The two-person rule: every approval so far, and how many it needs.
+        "approvals": [] if new or not action.approvals_count else approvals_of(action),
+        "approvals_required": action.approvals_required,
         "policy_version": action.policy_version,
         "remembered_approval": action.remembered_approval_id,
         "outcome": None
@@ -67,6 +74,8 @@ def action_representation(action: ProposedAction, *, new: bool = False) -> dict[
             "result": action.outcome_result,
             "error": action.outcome_error,
             "at": _iso(action.outcome_at),
+            "params_hash": action.outcome_params_hash or None,
+            "params_mismatch": action.params_mismatch,
         },
         "audit_flagged": action.audit_flagged,
         "escalated": action.escalated,
@@ -76,6 +85,12 @@ def action_representation(action: ProposedAction, *, new: bool = False) -> dict[
         "evaluated_at": _iso(action.evaluated_at),
         "decided_at": _iso(action.decided_at),
     }
+
+
+def approvals_of(action: ProposedAction) -> list[dict[str, Any]]:
+    """The action's approvals, oldest first (read only for an action that has some)."""
+    rows = Approval.objects.filter(action=action).order_by("at", "id").values_list("reviewer__username", "at")
+    return [{"by": username, "at": _iso(at)} for username, at in rows]
 
 
 def _iso(value: Any) -> str | None:

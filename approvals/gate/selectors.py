@@ -223,6 +223,7 @@ def action_type_spec(
         expire_after_minutes=action_type.expire_after_minutes,
         review_group=action_type.review_group.name if action_type.review_group is not None else None,
         escalation_group=action_type.escalation_group.name if action_type.escalation_group is not None else None,
+        approvals_required=action_type.approvals_required,
         rules=rules,
         **evidence,
         tests=policy.stored_tests(action_type.tests, lookups=evidence["lookups"], history=evidence["history"]),

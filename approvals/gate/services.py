@@ -4,8 +4,6 @@ proposal, report what happened when it acted."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -20,6 +18,7 @@ from approvals import policy
 from approvals.errors import IdempotencyConflict, NotPermitted
 from approvals.evidence.services import evidence_gather
 from approvals.gate import agents, selectors
+from approvals.gate.params import approved_params_hash_of, params_hash
 from approvals.gate.shadow import shadow_evaluate
 from approvals.lifecycle import statements
 from approvals.lifecycle.audit import actor_of_agent, audit_record
@@ -31,15 +30,10 @@ from approvals.ops import logging as gate_logging
 logger = logging.getLogger(__name__)
 
 
-def params_hash(params: Any) -> str:
-    """Equal params (as JSON, whatever their key order), equal hash: the repeat checks compare it."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def request_fingerprint(body: dict[str, Any]) -> str:
     """The body as parsed JSON, idempotency key left out, in a canonical form."""
     canonical = {k: v for k, v in body.items() if k != "idempotency_key"}
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return params_hash(canonical)
 
 
 # --- proposing ----------------------------------------------------------------------------------
@@ -210,6 +204,8 @@ def _apply_decision(
         changes["expires_at"] = (
             now + timedelta(minutes=spec.expire_after_minutes) if spec.expire_after_minutes else None
         )
+        # Fixed when held: a policy change during the review never lets fewer people approve it.
+        changes["approvals_required"] = spec.approvals_required
     name = "hold" if cause == Cause.SYSTEM else "approve_remembered" if decision.remembered_approval else "evaluate"
 
     def record_decision(applied: Applied) -> None:
@@ -286,7 +282,10 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
             agent_name=agent_name,
             now=now,
             refused_repeat_of=refused,
-            remembered=selectors.remembered_approvals_for(action),
+            # Not even read for a type no remembered approval may cover (the engine refuses them too).
+            remembered=selectors.remembered_approvals_for(action)
+            if policy.remembers_approvals(mode=compiled.spec.mode, approvals_required=compiled.spec.approvals_required)
+            else (),
         )
         gathered, evidence = evidence_gather(
             compiled, proposal, action, now=now, executed_by_params=loaded.executed_repeat_of
@@ -361,11 +360,29 @@ def _remembered_lapse(action_id: str) -> dict[str, Any] | None:
 
 
 def action_report_outcome(
-    *, action_id: str, agent: Agent, executed: bool, result: Any = None, error: str = ""
+    *,
+    action_id: str,
+    agent: Agent,
+    executed: bool,
+    result: Any = None,
+    error: str = "",
+    params_hash: str | None = None,
 ) -> ProposedAction:
-    """Contract §2: the owning agent says, once, what happened when it acted on an approval."""
-    if not selectors.action_is_owned_by(agent, action_id):
-        raise ProposedAction.DoesNotExist(f"agent {agent.name} has no action {action_id}")
+    """Contract §2: the owning agent says, once, what happened when it acted on an approval.
+
+    ``params_hash`` (contract §6.3): the hash of the params it executed; one that differs from the
+    approved hash is stored with ``params_mismatch`` and audited. Approved is final, so the approved
+    hash read here is the one the guarded UPDATE finds.
+    """
+    try:
+        action = selectors.action_owned_by(agent, action_id)
+    except ProposedAction.DoesNotExist:
+        raise ProposedAction.DoesNotExist(f"agent {agent.name} has no action {action_id}") from None
+    approved_hash = approved_params_hash_of(action)
+    mismatch = None if params_hash is None else params_hash != approved_hash
+    audit_data: dict[str, Any] = {"executed": executed, "error": error}
+    if params_hash is not None:
+        audit_data.update(params_hash=params_hash, approved_params_hash=approved_hash, params_mismatch=mismatch)
     transition_apply(
         "report_outcome",
         action_id=action_id,
@@ -376,10 +393,17 @@ def action_report_outcome(
             "outcome_result": result,
             "outcome_error": error,
             "outcome_at": timezone.now(),
+            "outcome_params_hash": params_hash or "",
+            "params_mismatch": mismatch,
         },
         guard=[statements.equals(ProposedAction, "agent", agent.pk), statements.is_null(ProposedAction, "outcome_at")],
         refusal=lambda status: "the outcome of this action was already reported",
-        audit_data={"executed": executed, "error": error},
+        audit_data=audit_data,
         effects=None if executed else lambda applied: _remembered_lapse(applied.action_id),
     )
+    if mismatch:
+        logger.warning(
+            "outcome reported for params other than the approved ones",
+            extra={"action_id": action_id, "params_hash": params_hash, "approved_params_hash": approved_hash},
+        )
     return selectors.action_owned_by(agent, action_id)

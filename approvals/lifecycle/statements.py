@@ -84,6 +84,25 @@ def one_of(model: type[models.Model], name: str, values: Iterable[Any]) -> Condi
     return Condition(f"{_quote(field.column)} IN ({', '.join(['%s'] * len(prepared))})", prepared)
 
 
+_COMPARISONS = frozenset({"<", "<=", "=", ">=", ">"})
+
+
+def compared_to_column(model: type[models.Model], name: str, op: str, other: str, *, minus: int = 0) -> Condition:
+    """``name op other - minus``, two columns of the same row: re-checked on the row's newest version
+    when the UPDATE waited for its lock (a subquery would not be, under READ COMMITTED)."""
+    if op not in _COMPARISONS:
+        raise ValueError(f"not a comparison: {op}")
+    return Condition(f"{column(model, name)} {op} {column(model, other)} - %s", (minus,))
+
+
+@dataclass(frozen=True)
+class Increment:
+    """A value for ``update_returning``: the column plus ``by`` (``F(name) + by``), computed by the
+    UPDATE itself on the row it locked, so that racing increments each count."""
+
+    by: int = 1
+
+
 def either(*conditions: Condition) -> Condition:
     return Condition("(" + " OR ".join(c.sql for c in conditions) + ")", tuple(p for c in conditions for p in c.params))
 
@@ -115,6 +134,10 @@ def update_returning_all(
     assignments, params = [], []
     for name, value in values.items():
         field = _field(model, name)
+        if isinstance(value, Increment):
+            assignments.append(f"{_quote(field.column)} = {_quote(field.column)} + %s")
+            params.append(value.by)
+            continue
         assignments.append(f"{_quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
     columns = ", ".join([*(_quote(_field(model, name).column) for name in returning), *also])

@@ -93,6 +93,9 @@ TRANSITIONS: dict[str, Transition] = {
             "action.decided",
             Cause.REVIEWER,
         ),
+        # One reviewer's approval of an action that needs more (the two-person rule, contract §6.3):
+        # counted, still held; the approval that completes the count is a "decide".
+        _t("approve_partial", [Status.NEEDS_REVIEW], [], "approved_partially", "", Cause.REVIEWER),
         _t("escalate", [Status.NEEDS_REVIEW], [], "escalated", "action.escalated", Cause.DEADLINE),
         _t("expire", [Status.NEEDS_REVIEW], [Status.EXPIRED], "expired", "action.expired", Cause.DEADLINE),
         _t("cancel", [Status.PENDING, Status.NEEDS_REVIEW], [Status.CANCELLED], "cancelled", "", Cause.AGENT),
@@ -127,6 +130,7 @@ _REFUSED = {
     "evaluate": "action is {status}: only pending actions are evaluated",
     "approve_remembered": "action is {status}: only pending actions are evaluated",
     "hold": "action is {status}: only pending actions are held",
+    "approve_partial": "action is {status}, not needs_review: it cannot be decided",
     "escalate": "action is {status}: only held actions are escalated",
     "expire": "action is {status}: only held actions expire",
     "claim": "action is {status}: only held actions are claimed",

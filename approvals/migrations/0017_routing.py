@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0015_shadow'),
+        ('approvals', '0016_decisions'),
         ('auth', '0012_alter_user_first_name_max_length'),
     ]
 

@@ -2,7 +2,7 @@
 (lifecycle, gate, review, evaluation, integrations, ops): their services change it, their selectors
 read it. Everything is importable from here, as ``from approvals.models import ProposedAction``."""
 
-from approvals.models.actions import Decision, Label, ProposedAction, RememberedApproval
+from approvals.models.actions import Approval, Decision, Label, ProposedAction, RememberedApproval
 from approvals.models.agents import Agent
 from approvals.models.audit import AuditEvent
 from approvals.models.choices import FINAL_STATUSES, LabelValue, Mode, OnFail, ShadowStatus, Status, Verdict
@@ -15,6 +15,7 @@ __all__ = [
     "FINAL_STATUSES",
     "ActionType",
     "Agent",
+    "Approval",
     "AuditEvent",
     "Decision",
     "Label",

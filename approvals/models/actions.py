@@ -68,6 +68,19 @@ class ProposedAction(models.Model):
     outcome_result = models.JSONField(null=True, blank=True)
     outcome_error = models.TextField(blank=True)
     outcome_at = models.DateTimeField(null=True, blank=True)
+    # The hash of the params the agent says it executed (contract §6.3), and whether it differs from
+    # the approved hash (NULL: the report carried no hash).
+    outcome_params_hash = models.CharField(max_length=64, blank=True)
+    params_mismatch = models.BooleanField(null=True, blank=True)
+    # Reviewers' edit (contract §6.3): the params under approval when a reviewer changed them (NULL:
+    # not edited), and the hash of the params under approval (the proposed ones' when not edited).
+    # Set by the first approval; cleared by a rejection.
+    approved_params = models.JSONField(null=True, blank=True)
+    approved_params_hash = models.CharField(max_length=64, blank=True)
+    # The two-person rule: how many distinct reviewers must approve, fixed when the action is held
+    # (a policy change mid-review never lets fewer people approve it), and how many have so far.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approvals_count = models.PositiveSmallIntegerField(default=0)
     # An advisory claim from the review UI: who has the item open, until when. Never blocks a decision.
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -93,6 +106,9 @@ class ProposedAction(models.Model):
                 name="unique_idempotency_key_per_agent",
             ),
             models.CheckConstraint(condition=Q(status__in=Status.values), name="status_is_known"),
+            models.CheckConstraint(
+                condition=Q(approvals_count__lte=F("approvals_required")), name="approvals_within_required"
+            ),
         ]
         indexes = [
             # The review queue: escalated first, then SLA deadline, then risk.
@@ -215,6 +231,25 @@ class Decision(models.Model):
         if self.by_policy or self.reviewer is None:
             return "policy"
         return self.reviewer.get_username()
+
+
+class Approval(models.Model):
+    """One reviewer's approval of a held action; the action is approved once it has
+    ``approvals_required`` of them, by distinct reviewers (contract §6.3)."""
+
+    action = models.ForeignKey(ProposedAction, on_delete=models.CASCADE, related_name="approvals")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField()
+    # The params this approval approves (the proposed ones' hash when not edited).
+    params_hash = models.CharField(max_length=64)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [models.UniqueConstraint(fields=["action", "reviewer"], name="one_approval_per_reviewer")]
+
+    def __str__(self) -> str:
+        return f"approval of {self.action_id} by {self.reviewer_id}"
 
 
 class Label(models.Model):

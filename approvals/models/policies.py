@@ -36,6 +36,8 @@ class ActionType(models.Model):
     escalation_group = models.ForeignKey(
         Group, null=True, blank=True, on_delete=models.PROTECT, related_name="escalated_action_types"
     )
+    # The two-person rule (contract §6.3): distinct reviewers' approvals a held action needs.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
     # Evidence the gate gathers itself (contract §6.1), as the policy file writes them.
     lookups = models.JSONField(default=list, blank=True)
     history = models.JSONField(default=list, blank=True)
@@ -56,6 +58,9 @@ class ActionType(models.Model):
             models.CheckConstraint(condition=Q(base_risk__gte=0) & Q(base_risk__lte=1), name="base_risk_0_1"),
             models.CheckConstraint(
                 condition=Q(audit_sample_rate__gte=0) & Q(audit_sample_rate__lte=1), name="audit_rate_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(approvals_required__gte=1) & Q(approvals_required__lte=5), name="approvals_required_1_5"
             ),
         ]
 

@@ -13,6 +13,8 @@ from approvals.policy.engine import (
     evaluation_error_decision,
     failed_checks,
     policy_evaluate,
+    remembers_approvals,
+    schema_findings,
 )
 from approvals.policy.evidence import EvidenceError, HistorySpec, LookupSpec, evidence_fields
 from approvals.policy.spec import (
@@ -66,5 +68,7 @@ __all__ = [
     "policy_evaluate",
     "policy_tests_check",
     "policy_tests_run",
+    "remembers_approvals",
+    "schema_findings",
     "stored_tests",
 ]

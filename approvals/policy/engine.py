@@ -215,6 +215,12 @@ def remembered_cover(findings: list[dict], remembered: tuple[dict, ...]) -> dict
     return None
 
 
+def remembers_approvals(*, mode: str, approvals_required: int) -> bool:
+    """Whether a reviewer's remembered approval may ever cover an action of a type: never for
+    ``mode: review`` nor for a type that needs more than one reviewer (contract §6.3)."""
+    return mode != "review" and approvals_required == 1
+
+
 def audit_sampled(sample_key: str, rate: float) -> bool:
     """Deterministic per action, so evaluating it again never draws a different sample."""
     if rate <= 0:
@@ -228,9 +234,13 @@ def _decide(policy: CompiledPolicy, proposal: Proposal, budget_seconds: float) -
     findings = schema_findings(policy, proposal.params)
 
     reached = False
+    # Contract §6.3: "always a person" (mode: review) and "two people" mean every time.
+    remembered_allowed = (
+        proposal.remembered if remembers_approvals(mode=spec.mode, approvals_required=spec.approvals_required) else ()
+    )
 
     def done(status: str, risk: float | None, *, audit: bool = False) -> Decision:
-        if status == NEEDS_REVIEW and (remembered := remembered_cover(findings, proposal.remembered)):
+        if status == NEEDS_REVIEW and (remembered := remembered_cover(findings, remembered_allowed)):
             findings.append(
                 _finding(
                     "remembered_approval",

@@ -33,6 +33,8 @@ FORMAT_VERSION = 1
 MODES = ("gate", "review", "block")
 ON_FAIL = ("review", "block", "risk")
 MAX_RULES = 200
+# The two-person rule (contract §6.3): how many distinct reviewers a held action may need.
+MAX_APPROVALS_REQUIRED = 5
 # Policy tests (contract §6.2): what a test may expect, and how many a type may have.
 TEST_EXPECTATIONS = ("auto_approved", "needs_review", "blocked")
 MAX_TESTS = 100
@@ -117,6 +119,7 @@ class ActionTypeSpec:
     # reviewer), and the group that joins once an action is past its review SLA (a project addition).
     review_group: str | None = None
     escalation_group: str | None = None
+    approvals_required: int = 1
     rules: tuple[RuleSpec, ...] = field(default_factory=tuple)
     # Evidence the gate gathers itself (contract §6.1; approvals.policy.evidence).
     lookups: tuple[LookupSpec, ...] = field(default_factory=tuple)
@@ -213,6 +216,13 @@ class _Checker:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             self.error(key, "must be a positive whole number of minutes")
             return None
+        return value
+
+    def count(self, data: dict, key: str, default: int, *, high: int) -> int:
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            self.error(key, f"must be a whole number between 1 and {high}")
+            return default
         return value
 
     def boolean(self, data: dict, key: str, default: bool) -> bool:
@@ -337,6 +347,7 @@ def parse_action_type(data: Any, place: str = "action_type") -> ActionTypeSpec:
         "expire_after_minutes": check.integer(data, "expire_after_minutes"),
         "review_group": check.group(data, "review_group"),
         "escalation_group": check.group(data, "escalation_group"),
+        "approvals_required": check.count(data, "approvals_required", 1, high=MAX_APPROVALS_REQUIRED),
         "rules": tuple(rules),
         "lookups": parse_lookups(data.get("lookups"), f"{place}.lookups", check.errors),
         "history": parse_history(data.get("history"), f"{place}.history", check.errors),

@@ -48,8 +48,9 @@ class ActionDecisionView(APIView):
 
     @extend_schema(
         request=DecisionInputSerializer,
-        responses={200: ActionSerializer, 403: ERROR, 404: ERROR, 409: ERROR},
-        summary="Approve or reject a held action; an approval may be remembered for the session (remember_minutes)",
+        responses={200: ActionSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR},
+        summary="Approve (with edited params, if need be) or reject a held action; a type with approvals_required "
+        "N stays held until N distinct reviewers approved; an approval may be remembered (remember_minutes)",
     )
     def post(self, request: Request, action_id: UUID) -> Response:
         serializer = DecisionInputSerializer(data=request.data)

@@ -20,7 +20,7 @@ from approvals.lifecycle.audit import actor_of_user, audit_record
 from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, transition_apply
 from approvals.models import Decision, Label, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
 from approvals.ops import logging as gate_logging
-from approvals.review import selectors
+from approvals.review import quorum, selectors
 
 logger = logging.getLogger(__name__)
 
@@ -43,30 +43,34 @@ def action_review_check(*, action_id: str, user: User) -> None:
 
 
 def action_decide(
-    *, action_id: str, user: User, verdict: str, reason: str = "", remember_minutes: int | None = None
+    *,
+    action_id: str,
+    user: User,
+    verdict: str,
+    reason: str = "",
+    remember_minutes: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> ProposedAction:
     """A reviewer's verdict on a held action. Of two concurrent decisions exactly one wins.
 
-    ``remember_minutes`` (approve only): also approve, for that long, later proposals of the same
-    agent, type and ``context.session_id`` that fail only checks this one failed.
+    ``params`` (approve only): the reviewer's edit, checked against the type's schema; the agent then
+    acts with them, ``reason`` telling it why (contract §6.3). An action of a type that needs N
+    approvals stays held until N distinct reviewers approved it (approvals.review.quorum); one
+    rejection rejects it. ``remember_minutes`` (approve only): also approve, for that long, later
+    proposals of the same agent, type and ``context.session_id`` that fail only checks this one failed.
     """
     action_review_check(action_id=action_id, user=user)
-    if verdict not in Verdict.values:
-        raise ServiceError("verdict must be 'approve' or 'reject'")
-    if remember_minutes is not None:
-        if verdict != Verdict.APPROVE:
-            raise ServiceError("only an approval can be remembered for similar actions")
-        if isinstance(remember_minutes, bool) or not 1 <= remember_minutes <= REMEMBER_MAX_MINUTES:
-            raise ServiceError(f"remember_minutes must be between 1 and {REMEMBER_MAX_MINUTES}")
+    _decision_input_check(verdict, remember_minutes, params)
     action = gate_selectors.actions_visible_to(None).get(pk=action_id)
     gate_logging.bind_action(action)
     session_id = selectors.session_of(action)
-    if remember_minutes is not None and action.status == Status.NEEDS_REVIEW and session_id is None:
-        raise ServiceError("this action has no context.session_id: there is no session to remember it for")
+    edit = quorum.approval_edit(action, params) if verdict == Verdict.APPROVE else None
+    if remember_minutes is not None and action.status == Status.NEEDS_REVIEW:
+        _rememberable_check(action, session_id, edited=edit is not None and edit.params is not None)
     now = timezone.now()
 
-    def record(applied: Applied) -> dict[str, Any]:
-        Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=reason)
+    def record(applied: Applied, decision_reason: str) -> dict[str, Any]:
+        Decision.objects.create(action=action, verdict=verdict, reviewer=user, reason=decision_reason)
         # An explicit label outranks the verdict. Checked under the row lock the UPDATE holds: a
         # label committed before is seen here; one committed after sets the truth itself.
         if not Label.objects.filter(action=action).exists():
@@ -87,22 +91,64 @@ def action_decide(
             data["remembered_until"] = remembered.expires_at.isoformat()
         return data
 
-    to = Status.APPROVED if verdict == Verdict.APPROVE else Status.REJECTED
     waited = (now - action.evaluated_at).total_seconds() if action.evaluated_at else None
+    announce = {
+        "metrics": {"kind": "review", "action_type": action.action_type.name, "verdict": verdict, "waited": waited}
+    }
+    if verdict == Verdict.APPROVE:
+        final = quorum.action_approve(
+            action=action, user=user, reason=reason, edit=edit, now=now, decided=record, announce=announce
+        )
+        logger.info("approved by %s%s", user.get_username(), "" if final else " (more approvals needed)")
+        return gate_selectors.actions_visible_to(None).get(pk=action_id)
     transition_apply(
         "decide",
         action_id=action_id,
         cause=Cause.REVIEWER,
         actor=actor_of_user(user),
-        to=to,
-        changes={"decided_at": now, "claimed_by": None, "claimed_until": None},
-        effects=record,
-        announce={
-            "metrics": {"kind": "review", "action_type": action.action_type.name, "verdict": verdict, "waited": waited}
+        to=Status.REJECTED,
+        # A rejected action has no params under approval (earlier approvals stay, as history).
+        changes={
+            "decided_at": now,
+            "claimed_by": None,
+            "claimed_until": None,
+            "approved_params": None,
+            "approved_params_hash": "",
         },
+        effects=lambda applied: record(applied, reason),
+        announce=announce,
     )
-    logger.info("decided: %s by %s", to, user.get_username(), extra={"status": to})
+    logger.info("decided: %s by %s", Status.REJECTED, user.get_username(), extra={"status": Status.REJECTED})
     return gate_selectors.actions_visible_to(None).get(pk=action_id)
+
+
+def _decision_input_check(verdict: str, remember_minutes: int | None, params: Any) -> None:
+    """What a decision may carry, whatever the action: a clear 400, nothing changed."""
+    if verdict not in Verdict.values:
+        raise ServiceError("verdict must be 'approve' or 'reject'")
+    if params is not None and verdict != Verdict.APPROVE:
+        raise ServiceError("params (an edit) go with an approval only")
+    if remember_minutes is not None:
+        if verdict != Verdict.APPROVE:
+            raise ServiceError("only an approval can be remembered for similar actions")
+        if isinstance(remember_minutes, bool) or not 1 <= remember_minutes <= REMEMBER_MAX_MINUTES:
+            raise ServiceError(f"remember_minutes must be between 1 and {REMEMBER_MAX_MINUTES}")
+
+
+def _rememberable_check(action: ProposedAction, session_id: Any, *, edited: bool) -> None:
+    """Contract §6.3: "always a person" (mode: review) and "two people" mean every time; an edited
+    approval approves other params than the proposals it would cover."""
+    spec = action.action_type
+    required = max(spec.approvals_required, action.approvals_required)  # the type's now, or when it was held
+    if not policy.remembers_approvals(mode=spec.mode, approvals_required=required):
+        raise ServiceError(
+            f"approvals of {spec.name} actions are never remembered: the type needs a person every time "
+            f"(mode: {spec.mode}, approvals_required: {required})"
+        )
+    if edited:
+        raise ServiceError("an approval with edited params cannot be remembered for similar actions")
+    if session_id is None:
+        raise ServiceError("this action has no context.session_id: there is no session to remember it for")
 
 
 def action_escalate(*, action_id: str, now: datetime | None = None) -> bool:

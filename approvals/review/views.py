@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -274,6 +274,15 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             messages.error(request, "Not applied: choose how long to apply the approval to similar actions.")
             return redirect("review-detail", action_id=action_id)
         remember_minutes = int(raw)
+    params = None
+    if request.POST.get("params", "").strip():
+        # An edit of the params (contract §6.3): a JSON object, checked against the schema by the service.
+        try:
+            params = json.loads(request.POST["params"])
+        except ValueError as exc:
+            return HttpResponseBadRequest(f"params: not JSON ({exc})", content_type="text/plain")
+        if not isinstance(params, dict):
+            return HttpResponseBadRequest("params: must be a JSON object", content_type="text/plain")
     try:
         decided = services.action_decide(
             action_id=str(action_id),
@@ -281,17 +290,28 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             verdict=verdict,
             reason=reason,
             remember_minutes=remember_minutes,
+            params=params,
         )
     except NotReviewerOf as refusal:  # the review group changed since the check above
         raise PermissionDenied(refusal.message) from None
-    except ActionConflict:
+    except ActionConflict as exc:
         current = selectors.review_action(action_id)
-        messages.error(
-            request, f"Not applied: this action was already {current.get_status_display().lower()} elsewhere."
-        )
+        if current.status == Status.NEEDS_REVIEW:  # the two-person rule refused it (same reviewer, other params)
+            messages.error(request, f"Not applied: {exc.message}.")
+        else:
+            messages.error(
+                request, f"Not applied: this action was already {current.get_status_display().lower()} elsewhere."
+            )
         return redirect("review-detail", action_id=action_id)
     except ServiceError as exc:
         messages.error(request, exc.message)
+        return redirect("review-detail", action_id=action_id)
+    if decided.status == Status.NEEDS_REVIEW:
+        messages.success(
+            request,
+            f"Approval recorded ({decided.approvals_count} of {decided.approvals_required}): "
+            f"{decided.action_type} needs another reviewer.",
+        )
         return redirect("review-detail", action_id=action_id)
     messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {decided.action_type}.")
     if remember_minutes is not None and decided.decided_at is not None:

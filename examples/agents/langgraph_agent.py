@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError
+from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, params_hash
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -201,11 +201,14 @@ def gated_tool_node(
         """The approved call, run once, its outcome reported to the gate."""
         name, call_id = str(call["tool"]), str(call["tool_call_id"])
         artifact = {"gate_action_id": action.id, "status": action.status}
+        # A reviewer's edit (approved_params) replaces the model's arguments; the gate is told which ran.
+        args = action.params_to_execute if action.approved_params is not None else dict(call["args"])
+        executed = params_hash(args)
         try:
-            result = tools[name](**call["args"])
+            result = tools[name](**args)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            _report(action, executed=False, error=error)
+            _report(action, executed=False, error=error, params_hash=executed)
             return ToolMessage(
                 f"{name} was approved but failed: {error}",
                 tool_call_id=call_id,
@@ -213,7 +216,7 @@ def gated_tool_node(
                 status="error",
                 artifact=artifact,
             )
-        _report(action, executed=True, result=_jsonable(result))
+        _report(action, executed=True, result=_jsonable(result), params_hash=executed)
         return ToolMessage(_text(result), tool_call_id=call_id, name=name, artifact=artifact)
 
     def _report(action: Action, **outcome: Any) -> None:

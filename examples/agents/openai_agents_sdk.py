@@ -181,6 +181,15 @@ def rejection_message(tool: str, action: gate_client.Action) -> str:
     )
 
 
+def edited_message(tool: str, action: gate_client.Action) -> str:
+    """What the model reads when a reviewer approved the call only with other arguments."""
+    return (
+        f"A reviewer approved this {tool} call (action {action.id}) only with these arguments: "
+        f"{json.dumps(action.approved_params, sort_keys=True)} ({action.reason}). The tool did not run; "
+        "call it again with exactly those arguments if they still serve the user."
+    )
+
+
 def _jsonable(value: Any) -> Any:
     """A tool's output as the outcome's result: JSON text decoded, anything else JSON or its text."""
     if isinstance(value, str):
@@ -265,7 +274,14 @@ async def run_with_gate(
         for p, decided in zip(proposed, decisions, strict=True):
             assert isinstance(decided, gate_client.Action)
             run.actions.append(decided)
-            if decided.approved:
+            if decided.approved and decided.approved_params is not None:
+                # The SDK runs an approved call with the model's own arguments: a reviewer's edit
+                # (contract §6.3) goes back to the model, to call again with those arguments.
+                run.reported[decided.id] = await approvals.gate.report(
+                    decided.id, executed=False, error="approved with edited params; the model was asked to use them"
+                )
+                state.reject(p.call.item, rejection_message=edited_message(p.call.tool, decided))
+            elif decided.approved:
                 state.approve(p.call.item)
                 unreported[p.call.call_id] = decided
             else:

@@ -90,6 +90,8 @@ class Agent:
             return json.dumps(tool(**call.args))
         except gate_client.NotApproved as refused:
             return f"Not done: the action was {refused.status}. Reason: {refused.reason}"
+        except gate_client.ParamsNotApplicable as edited:
+            return f"Not done: a reviewer approved other arguments this tool does not take: {edited.reason}"
         except gate_client.ApprovalTimeout as waited:
             return f"Not done yet: nobody decided within {waited.waited:.0f}s, so the request was withdrawn."
 

@@ -54,6 +54,8 @@ def test_a_failed_execution_is_reported_with_its_error(policy_v1: int, propose: 
         "result": None,
         "error": "payment gateway timeout",
         "at": response.json()["outcome"]["at"],
+        "params_hash": None,  # no hash reported: nothing to compare (contract §6.3)
+        "params_mismatch": None,
     }
 
 

@@ -472,7 +472,10 @@ def test_decide(held, reviewer, verdict, status):
     assert decision.reason == "looked at it"
     [event] = events(held, "decided")
     assert (event.actor, event.from_status, event.to_status) == ("user:lead", "needs_review", status)
-    assert event.data == {"verdict": verdict, "reason": "looked at it"}
+    expected = {"verdict": verdict, "reason": "looked at it"}
+    if verdict == "approve":  # contract §6.3: the approvals and the hash of the params approved (the proposed ones)
+        expected |= {"approvals": 1, "approvals_required": 1, "approved_params_hash": held.params_hash}
+    assert event.data == expected
 
 
 def test_decide_with_an_unknown_verdict(held, reviewer):

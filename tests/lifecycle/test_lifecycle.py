@@ -24,6 +24,7 @@ from tests.factories import ProposedActionFactory
 KEEP_STATUS_CHANGES: dict[str, dict[str, Any]] = {
     "escalate": {"escalated": True},
     "claim": {"claimed_until": None},
+    "approve_partial": {"claimed_until": None},
     "report_outcome": {"outcome_executed": True},
     "label": {"ground_truth": "safe"},
 }
@@ -61,6 +62,7 @@ def test_the_table_names_each_transition_once_with_what_it_announces() -> None:
         "expire",
         "cancel",
         "claim",
+        "approve_partial",
         "report_outcome",
         "label",
     }

@@ -501,6 +501,7 @@ def test_build_document_has_the_contract_format() -> None:
         "builtin_checks",
         "review_sla_minutes",
         "expire_after_minutes",
+        "approvals_required",
         "rules",
     }
     assert item["rules"] == [{"name": "a_rule", "require": "true", "on_fail": "review", "risk": 0.0, "message": ""}]

@@ -163,15 +163,28 @@ def test_other_session_agent_or_type_is_not_covered(remembered: RememberedApprov
         assert action.remembered_approval_id is None
 
 
-def test_a_remembered_review_type_covers_its_own_type_only(propose: Any, reviewer: Any) -> None:
+def test_a_review_type_is_never_remembered(propose: Any, reviewer: Any, bot: Agent) -> None:
+    # Contract §6.3 narrows §5: "always a person" (mode: review) means every time.
     source = propose({"invoice": "I-1"}, type_name="resend_invoice", trajectory=[])
-    action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=15)
+    with pytest.raises(ServiceError, match="never remembered"):
+        action_decide(action_id=str(source.id), user=reviewer, verdict="approve", remember_minutes=15)
+    source.refresh_from_db()
+    assert source.status == Status.NEEDS_REVIEW  # the refused request changed nothing
+    # Even a remembered approval of the type (made before the rule, say) covers none of its actions.
+    RememberedApproval.objects.create(
+        source_action=source,
+        agent=bot,
+        action_type=source.action_type,
+        session_id=SESSION,
+        failed=["mode"],
+        reviewer=reviewer,
+        expires_at=timezone.now() + timedelta(minutes=15),
+    )
 
     again = propose({"invoice": "I-2"}, type_name="resend_invoice", trajectory=[])
-    refund = propose({"order_id": "A-1", "amount": 300})
 
-    assert again.status == Status.AUTO_APPROVED
-    assert refund.status == Status.NEEDS_REVIEW
+    assert again.status == Status.NEEDS_REVIEW
+    assert again.remembered_approval_id is None
 
 
 def test_an_action_proposed_before_the_approval_is_not_covered(

@@ -1,6 +1,6 @@
 """Autonomy Gate's Python client: gate an agent's tool calls in one line (contract §4)."""
 
-from gate_client.action import APPROVED, FINAL, Action
+from gate_client.action import APPROVED, FINAL, Action, params_hash
 from gate_client.client import AsyncGate, Gate, new_idempotency_key
 from gate_client.decorators import raise_unless_approved, requires_approval
 from gate_client.errors import (
@@ -15,6 +15,7 @@ from gate_client.errors import (
     InvalidRequestError,
     NotApproved,
     NotFoundError,
+    ParamsNotApplicable,
     PermissionDeniedError,
     RateLimitedError,
 )
@@ -37,9 +38,11 @@ __all__ = [
     "InvalidRequestError",
     "NotApproved",
     "NotFoundError",
+    "ParamsNotApplicable",
     "PermissionDeniedError",
     "RateLimitedError",
     "new_idempotency_key",
+    "params_hash",
     "raise_unless_approved",
     "requires_approval",
     "verify_signature",

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 APPROVED = frozenset({"auto_approved", "approved"})
 FINAL = frozenset({"auto_approved", "approved", "rejected", "blocked", "expired", "cancelled"})
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """The gate's hash of params (contract §6.3): SHA-256 hex of the JSON with sorted keys and no
+    spaces. Reported with an outcome, it tells the gate which params were executed."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,23 @@ class Action:
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The params as proposed."""
+        return dict(self.data.get("params") or {})
+
+    @property
+    def approved_params(self) -> dict[str, Any] | None:
+        """A reviewer's edit of the params (contract §6.3), or None when not edited."""
+        edited = self.data.get("approved_params")
+        return dict(edited) if edited is not None else None
+
+    @property
+    def params_to_execute(self) -> dict[str, Any]:
+        """What an agent acts with: the reviewer's edit when there is one, else the proposed params."""
+        edited = self.approved_params
+        return edited if edited is not None else self.params
 
     @property
     def decision(self) -> dict[str, Any] | None:

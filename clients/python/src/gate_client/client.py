@@ -64,12 +64,14 @@ def _proposal(
     return body
 
 
-def _report_body(executed: bool, result: Any, error: str | None) -> dict[str, Any]:
+def _report_body(executed: bool, result: Any, error: str | None, params_hash: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"executed": executed}
     if result is not None:
         body["result"] = result
     if error:
         body["error"] = error
+    if params_hash is not None:
+        body["params_hash"] = params_hash
     return body
 
 
@@ -220,9 +222,18 @@ class Gate(_Base):
                 return action
             raise
 
-    def report(self, action_id: str, *, executed: bool, result: Any = None, error: str | None = None) -> Action:
-        """Say once what happened when the agent acted (contract §2); a retried report counts once."""
-        body = _report_body(executed, result, error)
+    def report(
+        self,
+        action_id: str,
+        *,
+        executed: bool,
+        result: Any = None,
+        error: str | None = None,
+        params_hash: str | None = None,
+    ) -> Action:
+        """Say once what happened when the agent acted (contract §2); a retried report counts once.
+        ``params_hash``: ``gate_client.params_hash`` of the params executed (contract §6.3)."""
+        body = _report_body(executed, result, error, params_hash)
         try:
             return Action(self._call("POST", f"/api/v1/actions/{action_id}/outcome", json=body))
         except errors.ConflictError:
@@ -317,8 +328,16 @@ class AsyncGate(_Base):
                 return action
             raise
 
-    async def report(self, action_id: str, *, executed: bool, result: Any = None, error: str | None = None) -> Action:
-        body = _report_body(executed, result, error)
+    async def report(
+        self,
+        action_id: str,
+        *,
+        executed: bool,
+        result: Any = None,
+        error: str | None = None,
+        params_hash: str | None = None,
+    ) -> Action:
+        body = _report_body(executed, result, error, params_hash)
         try:
             return Action(await self._call("POST", f"/api/v1/actions/{action_id}/outcome", json=body))
         except errors.ConflictError:

@@ -72,6 +72,17 @@ class ActionCancelled(NotApproved):
     """The agent withdrew it (for example after an approval timeout)."""
 
 
+class ParamsNotApplicable(GateError):
+    """A reviewer approved edited params (``action.approved_params``) that the decorator cannot pass
+    to the function: a custom ``params=`` mapping it cannot invert, or arguments the function does
+    not take. The function did not run; the outcome was reported as not executed."""
+
+    def __init__(self, action: Action, problem: str) -> None:
+        self.action = action
+        self.reason = problem
+        super().__init__(f"{action.action_type} {action.id} was approved with edited params: {problem}")
+
+
 class ApprovalTimeout(GateError):
     """The caller stopped waiting while the action was still undecided (pending or needs_review).
 
