@@ -29,6 +29,7 @@ class ParamField:
     required: bool
     choices: tuple[str, ...] = ()  # the schema's enum, for a select
     description: str = ""
+    original: str = ""  # the proposed value as the input would hold it: what the diff compares with
 
     @property
     def input_name(self) -> str:
@@ -67,33 +68,46 @@ def _as_input(kind: str, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def params_fields(schema: Mapping[str, Any], params: Mapping[str, Any]) -> list[ParamField]:
-    """The schema's properties in its order, then any other param the action carries (as JSON)."""
-    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+def params_fields(
+    schema: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    current: Mapping[str, Any] | None = None,
+    form: Mapping[str, str] | None = None,
+) -> list[ParamField]:
+    """The schema's properties in its order, then any other param the action carries (as JSON).
+
+    ``params``: the proposed ones (each field's ``original``). The inputs start from ``current``
+    (the params already under approval, when an earlier reviewer edited them), else ``params``; a
+    submitted ``form`` that was refused is shown again as it was typed.
+    """
+    declared = schema.get("properties")
+    properties: Mapping[str, Any] = declared if isinstance(declared, Mapping) else {}
     required = set(schema.get("required") or [])
+    start = params if current is None else current
+    names = [*properties, *(name for name in {**params, **start} if name not in properties)]
     fields = []
-    for name, prop in properties.items():
-        prop = prop if isinstance(prop, Mapping) else {}
-        kind = _kind(prop)
+    for name in names:
+        found = properties.get(name)
+        prop: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        kind = _kind(prop) if name in properties else "json"
         enum = prop.get("enum")
-        choices = tuple(str(choice) for choice in enum) if kind == "string" and isinstance(enum, list) else ()
-        present = name in params
+        present = name in start
+        value = _as_input(kind, start[name]) if present else ""
+        if form is not None and FIELD_PREFIX + name in form:
+            value = form[FIELD_PREFIX + name]
         fields.append(
             ParamField(
                 name=name,
                 kind=kind,
-                value=_as_input(kind, params[name]) if present else "",
+                value=value,
                 present=present,
                 required=name in required,
-                choices=choices,
+                choices=tuple(str(choice) for choice in enum) if kind == "string" and isinstance(enum, list) else (),
                 description=str(prop.get("description") or ""),
+                original=_as_input(kind, params[name]) if name in params else "",
             )
         )
-    fields += [
-        ParamField(name=name, kind="json", value=_as_input("json", value), present=True, required=name in required)
-        for name, value in params.items()
-        if name not in properties
-    ]
     return fields
 
 
@@ -107,7 +121,8 @@ def _read(kind: str, text: str) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"is not JSON ({error.msg})") from None
+        expected = {"number": "must be a number", "integer": "must be a whole number"}
+        raise ValueError(expected.get(kind) or f"is not JSON ({error.msg})") from None
     if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         if isinstance(value, float) and value.is_integer():
             return int(value)
@@ -117,16 +132,23 @@ def _read(kind: str, text: str) -> Any:
     return value
 
 
-def params_from_form(schema: Mapping[str, Any], params: Mapping[str, Any], form: Mapping[str, str]) -> dict[str, Any]:
+def params_from_form(
+    schema: Mapping[str, Any],
+    params: Mapping[str, Any],
+    form: Mapping[str, str],
+    *,
+    current: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The params a submitted edit form stands for: each field read as its type; a field left empty
     drops a param that is not required (an empty required string stays an empty string, for the
     schema to judge). Raises ParamsFormError naming each field that does not read."""
+    start = params if current is None else current
     edited: dict[str, Any] = {}
     errors = []
-    for field in params_fields(schema, params):
+    for field in params_fields(schema, params, current=current):
         if field.input_name not in form:
             if field.present:  # not in the form at all (a client that sends a part): unchanged
-                edited[field.name] = params[field.name]
+                edited[field.name] = start[field.name]
             continue
         text = form[field.input_name]
         if text == "" and field.kind != "string":

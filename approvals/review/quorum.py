@@ -168,6 +168,10 @@ def _approval_apply(
     announce: dict[str, Any] | None,
 ) -> None:
     model = ProposedAction
+    # What open review pages are told of an approval that is not the last (filled in once the count
+    # is known, before the transition writes its outbox row): the progress, as absolute figures, so
+    # that a repeated push changes nothing.
+    progress: dict[str, Any] = {}
 
     def record(applied: Applied) -> dict[str, Any]:
         decision_reason = _reasons(action, reason) if final else ""
@@ -184,6 +188,8 @@ def _approval_apply(
             data["params_edit"] = chosen.changes
         if final:
             data.update(decided(applied, decision_reason))
+        else:
+            progress.update(approvals=count, approvals_required=required, approved_by=user.get_username())
         return data
 
     changes: dict[str, Any] = {
@@ -212,5 +218,5 @@ def _approval_apply(
             ),
         ],
         effects=record,
-        announce=announce if final else None,
+        announce=announce if final else {"push": progress},
     )

@@ -127,9 +127,9 @@ def claim_holder(action: ProposedAction, *, now: datetime | None = None) -> int 
 
 
 def review_next_action(after: Any, user: User) -> ProposedAction | None:
-    """The most urgent held action ``user`` may review other than ``after``: where they go after
-    deciding."""
-    return review_queue(user).exclude(pk=after.pk).first()
+    """The most urgent held action ``user`` may review other than ``after``, and not one they
+    approved already (a two-person rule waiting for someone else): where they go after deciding."""
+    return review_queue(user).exclude(pk=after.pk).exclude(approvals__reviewer=user).first()
 
 
 def held_past_expiry(*, now: datetime, limit: int) -> list[str]:

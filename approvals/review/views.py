@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,10 +20,10 @@ from django.views.decorators.http import require_POST
 
 from approvals import policy
 from approvals.api.permissions import request_reviewer, reviewer_required
-from approvals.errors import ActionConflict, NotReviewerOf, ServiceError
+from approvals.errors import ActionConflict, InvalidParams, NotReviewerOf, ServiceError
 from approvals.gate import selectors as gate_selectors
 from approvals.models import LabelValue, ProposedAction, RememberedApproval, Status, Verdict
-from approvals.review import display, selectors, services
+from approvals.review import display, params_form, selectors, services
 
 PAGE_SIZE = 50
 APPROVE_REASONS = [
@@ -181,11 +181,18 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
     _review_check(request, action_id)
     if request.method == "POST":
         return _remembered_revoke(request, action_id)
-    reviewer = request_reviewer(request)
     try:
         action = selectors.review_action(action_id)
     except ProposedAction.DoesNotExist:
         raise Http404("No such action.") from None
+    return _detail_page(request, action)
+
+
+def _detail_page(
+    request: HttpRequest, action: ProposedAction, *, status: int = 200, edit_errors: list[str] | None = None
+) -> HttpResponse:
+    """The action's page; after a refused edit (``edit_errors``), with the edit form open as typed."""
+    reviewer = request_reviewer(request)
     risk = next((f for f in action.findings if f.get("rule") == "risk"), None)
     risk_terms = {f["rule"]: f["risk"] for f in action.findings if f.get("outcome") == "fail" and "risk" in f}
     claim_other = selectors.claim_holder(action) not in (None, reviewer.pk)
@@ -218,8 +225,25 @@ def review_detail(request: HttpRequest, action_id: UUID) -> HttpResponse:
         "label_values": LabelValue.choices,
         "remember": _remember_offer(action, now),
         **_remembered_context(action, now),
+        **_edit_context(action, reviewer, request.POST if edit_errors else None, edit_errors or []),
     }
-    return render(request, "approvals/detail.html", context)
+    return render(request, "approvals/detail.html", context, status=status)
+
+
+def _edit_context(action: ProposedAction, reviewer: Any, form: Any, errors: list[str]) -> dict[str, Any]:
+    """Edit, then approve (contract §6.3): the form's fields, what an approval so far changed, and
+    the two-person rule's progress."""
+    schema = action.action_type.params_schema
+    approved = action.approved_params
+    approvals = list(action.approvals.select_related("reviewer")) if action.approvals_count else []
+    return {
+        "param_fields": params_form.params_fields(schema, action.params, current=approved, form=form),
+        "param_changes": params_form.params_changes(action.params, approved) if approved is not None else [],
+        "edit_errors": errors,
+        "edit_reason": form.get("reason", "") if form is not None else "",
+        "approvals": approvals,
+        "approved_by_me": any(approval.reviewer_id == reviewer.pk for approval in approvals),
+    }
 
 
 @reviewer_required
@@ -275,14 +299,15 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             return redirect("review-detail", action_id=action_id)
         remember_minutes = int(raw)
     params = None
-    if request.POST.get("params", "").strip():
-        # An edit of the params (contract §6.3): a JSON object, checked against the schema by the service.
+    if request.POST.get("edit"):
+        # Edit, then approve: the form's fields read by the type's schema; the service checks the rest.
+        action = selectors.review_action(action_id)
         try:
-            params = json.loads(request.POST["params"])
-        except ValueError as exc:
-            return HttpResponseBadRequest(f"params: not JSON ({exc})", content_type="text/plain")
-        if not isinstance(params, dict):
-            return HttpResponseBadRequest("params: must be a JSON object", content_type="text/plain")
+            params = params_form.params_from_form(
+                action.action_type.params_schema, action.params, request.POST, current=action.approved_params
+            )
+        except params_form.ParamsFormError as refused:
+            return _detail_page(request, action, status=400, edit_errors=refused.errors)
     try:
         decided = services.action_decide(
             action_id=str(action_id),
@@ -294,6 +319,9 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
         )
     except NotReviewerOf as refusal:  # the review group changed since the check above
         raise PermissionDenied(refusal.message) from None
+    except InvalidParams as refused:  # the edit does not fit the schema: nothing changed
+        problems = [f"{problem['path'] or 'params'}: {problem['message']}" for problem in refused.problems]
+        return _detail_page(request, selectors.review_action(action_id), status=400, edit_errors=problems)
     except ActionConflict as exc:
         current = selectors.review_action(action_id)
         if current.status == Status.NEEDS_REVIEW:  # the two-person rule refused it (same reviewer, other params)
@@ -312,8 +340,8 @@ def review_decide(request: HttpRequest, action_id: UUID) -> HttpResponse:
             f"Approval recorded ({decided.approvals_count} of {decided.approvals_required}): "
             f"{decided.action_type} needs another reviewer.",
         )
-        return redirect("review-detail", action_id=action_id)
-    messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {decided.action_type}.")
+    else:
+        messages.success(request, f"{'Approved' if verdict == Verdict.APPROVE else 'Rejected'}: {decided.action_type}.")
     if remember_minutes is not None and decided.decided_at is not None:
         until = decided.decided_at + timedelta(minutes=remember_minutes)
         messages.success(

@@ -120,6 +120,55 @@
     reason.focus();
   }
 
+  // --- detail: edit the params, then approve -----------------------------------------------------
+  // The diff between the proposal and the form as the reviewer types. The server reads the form by
+  // the type's schema and is the judge; this only shows what the agent would be told to do instead.
+  const editBox = document.getElementById("edit-params");
+  const editForm = document.getElementById("edit-form");
+
+  function openEdit() {
+    if (!editBox || editForm.classList.contains("disabled")) return;
+    editBox.open = true;
+    editBox.scrollIntoView({ block: "center" });
+    const first = editForm.querySelector("[data-original]");
+    if (first) first.focus();
+  }
+
+  function showEditDiff() {
+    const diff = document.getElementById("edit-diff");
+    const changed = Array.from(editForm.querySelectorAll("[data-original]")).filter(
+      (input) => input.value !== input.dataset.original,
+    );
+    diff.replaceChildren();
+    if (!changed.length) {
+      const note = document.createElement("p");
+      note.className = "muted";
+      note.textContent = "No change yet: change a field to see what the agent will do instead.";
+      diff.append(note);
+      return;
+    }
+    const list = document.createElement("ul");
+    list.className = "diff";
+    for (const input of changed) {
+      const item = document.createElement("li");
+      const name = document.createElement("code");
+      name.textContent = input.name.replace(/^param:/, "");
+      const before = document.createElement("del");
+      before.textContent = input.dataset.original === "" ? "(none)" : input.dataset.original;
+      const after = document.createElement("ins");
+      after.textContent = input.value === "" ? "(none)" : input.value;
+      item.append(name, ": ", before, " → ", after);
+      list.append(item);
+    }
+    diff.append(list);
+  }
+
+  if (editForm) {
+    editForm.addEventListener("input", showEditDiff);
+    editForm.addEventListener("change", showEditDiff);
+    showEditDiff();
+  }
+
   // --- detail: the label form, ready to save ----------------------------------------------------
   function openLabel() {
     const card = document.getElementById("label");
@@ -173,6 +222,7 @@
       if (event.key === "a") startDecision("approve-form");
       else if (event.key === "r") focusRejectReason();
       else if (event.key === "l") openLabel();
+      else if (event.key === "e") openEdit();
       else return;
       event.preventDefault();
     }
@@ -290,8 +340,33 @@
     cell.appendChild(badge);
   }
 
+  function showProgress(message) {
+    // An approval that is not the last (the two-person rule): the figures are absolute, so a
+    // repeated push shows the same.
+    const text = `${message.approvals} of ${message.approvals_required}`;
+    if (page === "queue") {
+      const badge = rowOf(message.action_id) && rowOf(message.action_id).querySelector(".badge-quorum");
+      if (badge) badge.textContent = text;
+      return;
+    }
+    const progress = document.getElementById("approval-progress");
+    if (!progress) return;
+    const mine = message.approved_by === me;
+    progress.replaceChildren();
+    const figures = document.createElement("strong");
+    figures.textContent = `${text} approvals`;
+    progress.append(
+      figures,
+      mine ? ": you approved it; it waits for another reviewer." : `: ${message.approved_by} approved it just now.`,
+    );
+  }
+
   function onQueueMessage(message) {
     if (body.dataset.tab !== "queue") return;
+    if (message.event === "approved_partially") {
+      showProgress(message);
+      return;
+    }
     if (message.status === "needs_review" && message.event === "evaluated") addRow(message.action_id);
     else if (message.status !== "needs_review" && message.status !== "pending") removeRow(message.action_id);
     else if (message.event === "claimed" && message.claimed_by) {
@@ -307,6 +382,7 @@
 
   function onDetailMessage(message) {
     if (message.action_id !== body.dataset.actionId) return;
+    if (message.event === "approved_partially") showProgress(message);
     if (message.event === "claimed" && message.claimed_by && message.claimed_by !== me) {
       const claim = document.getElementById("claim");
       claim.textContent = `${message.claimed_by} has just opened this action. You can still decide.`;

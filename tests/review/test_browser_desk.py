@@ -76,10 +76,10 @@ def base(desk_server: str, people: dict[str, Any]) -> str:
     return desk_server
 
 
-def log_in(browser: Any, base: str, *, width: int = 1280, height: int = 900) -> Any:
+def log_in(browser: Any, base: str, *, width: int = 1280, height: int = 900, username: str = "rosa") -> Any:
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     page.goto(f"{base}/review/")
-    page.fill("#id_username", "rosa")
+    page.fill("#id_username", username)
     page.fill("#id_password", "correct-horse-battery")
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/review/")

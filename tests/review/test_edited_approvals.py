@@ -159,30 +159,52 @@ def test_an_auto_approved_action_shows_the_proposals_hash(policy_v1: int, propos
     assert (action.action["approvals"], action.action["approvals_required"]) == ([], 1)
 
 
-def test_the_desk_form_passes_edited_params_through(held: dict[str, Any]) -> None:
+def test_the_desk_form_approves_the_fields_as_edited(held: dict[str, Any]) -> None:
     desk = Client()
     desk.force_login(ReviewerFactory(username="desk"))
 
+    page = desk.get(f"/review/{held['id']}")
+    assert b'name="param:amount" value="80" data-original="80"' in page.content
+
     response = desk.post(
         f"/review/{held['id']}/decide",
-        {"verdict": "approve", "reason": "capped", "params": json.dumps({"order_id": "A-9", "amount": 40})},
+        {"verdict": "approve", "edit": "1", "reason": "capped", "param:order_id": "A-9", "param:amount": "40"},
     )
 
     assert response.status_code == 302
     stored = ProposedAction.objects.get(pk=held["id"])
     assert (stored.status, stored.approved_params) == (Status.APPROVED, {"order_id": "A-9", "amount": 40})
+    assert stored.decision.reason == "capped"
+    shown = desk.get(f"/review/{held['id']}").content.decode()
+    assert "Approved with an edit" in shown
+    assert "<del>80</del> → <ins>40</ins>" in shown
 
 
-@pytest.mark.parametrize("raw", ["{not json", "[1, 2]"])
-def test_the_desk_form_refuses_params_that_are_not_a_json_object(held: dict[str, Any], raw: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"param:amount": "forty"}, "amount: must be a number"),  # does not read as its type
+        ({"param:amount": "-5"}, "amount: -5 is less than the minimum of 0"),  # reads, but the schema refuses it
+    ],
+)
+def test_a_refused_edit_shows_the_form_again_as_typed_and_changes_nothing(
+    held: dict[str, Any], fields: dict[str, str], named: str
+) -> None:
     desk = Client()
     desk.force_login(ReviewerFactory(username="desk"))
 
-    response = desk.post(f"/review/{held['id']}/decide", {"verdict": "approve", "params": raw})
+    response = desk.post(
+        f"/review/{held['id']}/decide",
+        {"verdict": "approve", "edit": "1", "reason": "capped", "param:order_id": "A-9", **fields},
+    )
 
     assert response.status_code == 400
-    assert b"params" in response.content
-    assert ProposedAction.objects.get(pk=held["id"]).status == Status.NEEDS_REVIEW
+    page = response.content.decode()
+    assert named in page
+    assert f'value="{fields["param:amount"]}" data-original="80"' in page
+    assert 'value="capped"' in page
+    stored = ProposedAction.objects.get(pk=held["id"])
+    assert (stored.status, stored.approved_params, stored.approvals_count) == (Status.NEEDS_REVIEW, None, 0)
 
 
 def test_the_decided_webhook_carries_the_edit_and_the_approvals(policy_v1: int, agent: Any, reviewer: Any) -> None:

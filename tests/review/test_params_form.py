@@ -114,3 +114,13 @@ def test_any_params_survive_an_untouched_form(params: dict[str, Any]) -> None:
         if name in typed and (isinstance(typed[name], bool) or not isinstance(typed[name], kind)):
             del typed[name]  # a value of another type is the schema's to refuse, not the form's to keep
     assert params_changes(typed, params_from_form(schema, typed, form_of(schema, typed))) == []
+
+
+def test_the_form_starts_from_the_params_under_approval_and_compares_with_the_proposal() -> None:
+    proposed = {"order_id": "A-1", "amount": 150}
+    under_approval = {"order_id": "A-1", "amount": 100}
+    fields = {f.name: f for f in params_fields(SCHEMA, proposed, current=under_approval)}
+    assert (fields["amount"].value, fields["amount"].original) == ("100", "150")
+    assert params_from_form(SCHEMA, proposed, {}, current=under_approval) == under_approval
+    typed = {f.name: f for f in params_fields(SCHEMA, proposed, form={"param:amount": "ten"})}
+    assert (typed["amount"].value, typed["amount"].original) == ("ten", "150")
