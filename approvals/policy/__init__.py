@@ -22,16 +22,15 @@ from approvals.policy.spec import (
     GROUP_FIELDS,
     ActionTypeSpec,
     PolicyError,
-    PolicyTestSpec,
     RuleSpec,
     build_document,
     check_cel_expression,
     check_json_schema,
     parse_action_type,
     parse_document,
-    stored_tests,
 )
 from approvals.policy.testing import PolicyTestResult, PolicyTestsFailed, policy_tests_check, policy_tests_run
+from approvals.policy.tests_spec import PolicyTestSpec, stored_tests
 from approvals.policy.trajectory import TrajectoryError, normalize_trajectory
 
 __all__ = [

@@ -19,7 +19,8 @@ from typing import Any
 from approvals.policy.engine import CompiledPolicy, Decision, compile_policy, policy_evaluate
 from approvals.policy.findings import finding
 from approvals.policy.replay import proposal_from_line
-from approvals.policy.spec import ActionTypeSpec, PolicyError, PolicyTestSpec
+from approvals.policy.spec import ActionTypeSpec, PolicyError
+from approvals.policy.tests_spec import PolicyTestSpec
 
 TEST_AGENT = {"name": "policy-test"}
 THRESHOLD_FINDINGS = ("risk", "confidence", "amount")
