@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import time
 from types import ModuleType
+from typing import Any
 
 import gate_client
 import httpx
@@ -64,3 +66,19 @@ class Stack:
     def close(self) -> None:
         self.gate.close()
         self.reviewer.close()
+
+
+def in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``call`` in a thread (an agent blocked on a decision); its value or error lands in the
+    returned dict for the test thread to check."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome

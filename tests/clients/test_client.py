@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 
 from approvals.integrations import webhooks
 from approvals.models import AuditEvent, ProposedAction
-from tests.agents_stack import Stack
+from tests.agents_stack import Stack, in_thread
 from tests.conftest import LOOKED_UP, ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
@@ -29,20 +28,6 @@ def stack(asgi_server: str) -> Iterator[Stack]:
     stack = Stack(asgi_server)
     yield stack
     stack.close()
-
-
-def in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed to the test thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def test_propose_waits_for_the_automatic_decision_with_a_default_idempotency_key(stack: Stack) -> None:

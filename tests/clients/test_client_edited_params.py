@@ -5,7 +5,6 @@ API. The decorated function runs with the approved params and reports their hash
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from approvals.gate.params import params_hash
 from approvals.models import ProposedAction
-from tests.agents_stack import Stack
+from tests.agents_stack import Stack, in_thread
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
@@ -31,20 +30,6 @@ def approve_edited(stack: Stack, action_id: str, params: dict[str, Any], reason:
         f"/api/v1/actions/{action_id}/decision", json={"verdict": "approve", "params": params, "reason": reason}
     )
     assert response.status_code == 200, response.text
-
-
-def in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed to the test thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def test_the_decorated_function_runs_with_the_approved_params_and_reports_their_hash(stack: Stack) -> None:

@@ -17,17 +17,8 @@ import pytest
 from approvals.gate.policies import policies_import
 from tests.conftest import LOOKED_UP, TEST_POLICY, uvicorn_server
 from tests.factories import AgentFactory, ReviewerFactory
+from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = os.environ.get("GATE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UNDO_SECONDS = 5  # static/approvals/app.js
 
 if not Path(CHROMIUM).exists() and os.environ.get("CI") != "true":

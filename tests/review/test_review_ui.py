@@ -155,7 +155,9 @@ def test_every_form_carries_a_csrf_token(browser: Client, held: list[str]) -> No
 
     page = strict.get(f"/review/{held[0]}").content.decode()
 
-    assert page.count('name="csrfmiddlewaretoken"') == page.count('<form method="post"') == 5  # approve, edit then approve, reject, label, logout
+    assert (
+        page.count('name="csrfmiddlewaretoken"') == page.count('<form method="post"') == 5
+    )  # approve, edit then approve, reject, label, logout
     assert strict.post(f"/review/{held[0]}/decide", {"verdict": "approve"}).status_code == 403
 
 
