@@ -34,8 +34,8 @@ def stack(asgi_server: str) -> Iterator[Stack]:
 
 
 def summary(output: str, name: str) -> int:
-    """A count from node's test summary (``ℹ pass 19``)."""
-    found = re.search(rf"^ℹ {name} (\d+)$", output, re.MULTILINE)
+    """A count from the summary node's spec reporter ends with (an information sign, ``pass 19``)."""
+    found = re.search(r"^\N{INFORMATION SOURCE} " + name + r" (\d+)$", output, re.MULTILINE)
     assert found, f"no '{name}' in node's summary:\n{output[-4000:]}"
     return int(found.group(1))
 
