@@ -6,7 +6,7 @@
  * as the trajectory the gate's rules read; `refund` runs only once the gate approves it, with a
  * reviewer's edited params when there are some. A refusal goes back to the model as the tool's
  * result (the reason included), so it can explain it; the idempotency key comes from the SDK's
- * tool-call id, so re-running the same conversation never proposes the same refund twice.
+ * tool-call id, so re-running the same conversation never proposes (nor makes) the same refund twice.
  *
  *   GATE_URL=http://127.0.0.1:8000 GATE_TOKEN=gat_… npm run example -- A-1001 42.5
  */

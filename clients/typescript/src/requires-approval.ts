@@ -61,7 +61,9 @@ function jsonable(value: unknown): unknown {
  * Refused: ActionRejected / ActionBlocked / ActionExpired / ActionCancelled, each with `reason`.
  * Undecided after `timeoutSeconds`: ApprovalTimeout (the action withdrawn first, unless
  * `cancelOnTimeout: false`). After running, the outcome is reported: executed with the result
- * when it is JSON, or not executed with the error's text (then rethrown).
+ * when it is JSON, or not executed with the error's text (then rethrown). A call whose action
+ * already has an outcome (the same `idempotencyKey` again) does not run twice: it returns the result
+ * reported the first time (ConflictError when that time it did not execute).
  */
 export function requiresApproval<P extends Params, R, Rest extends unknown[]>(
   fn: (params: P, ...rest: Rest) => R | Promise<R>,
@@ -75,6 +77,16 @@ export function requiresApproval<P extends Params, R, Rest extends unknown[]>(
   async function runDecided(action: Action, args: [P, ...Rest], proposed: Params): Promise<R> {
     options.onAction?.(action);
     raiseUnlessApproved(action);
+    const outcome = action.data.outcome as { executed?: boolean; result?: unknown; error?: string } | null;
+    if (outcome) {
+      // A re-run of a call already carried out (its idempotency key proposed this action before,
+      // e.g. a crashed run resumed): never run twice.
+      if (outcome.executed) return outcome.result as R;
+      throw new ConflictError(
+        `${action.actionType} ${action.id} was already reported as not executed (${outcome.error || "no error given"}); ` +
+          "propose again with a new idempotency key",
+      );
+    }
     const edited = action.approvedParams;
     let callArgs = args;
     let executedHash: string;

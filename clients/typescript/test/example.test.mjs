@@ -6,7 +6,7 @@ import { runSupportAgent } from "../build/examples/vercel-ai-refund.js";
 import { decide, evaluated, firstAction, gate, newOrder, skip } from "./stack.mjs";
 
 describe("the Vercel AI SDK example", { skip }, () => {
-  test("a looked-up refund within the limit runs at once; re-running the conversation adds no action", async () => {
+  test("a looked-up refund within the limit runs at once; re-running the conversation neither proposes nor refunds again", async () => {
     const client = gate();
     const orderId = newOrder();
     const seen = firstAction();
@@ -19,10 +19,13 @@ describe("the Vercel AI SDK example", { skip }, () => {
     assert.equal(action.data.idempotency_key, `ai-sdk/${runId}/call-2`);
     assert.equal(action.data.context.run_id, runId);
 
-    // the same conversation again (a crashed run resumed): the same action, not a second refund proposal
+    // the same conversation again (a crashed run resumed): the same action, and no second refund
     const again = firstAction();
-    await runSupportAgent({ gate: client, orderId, amount: 40, runId, onAction: again.onAction }).catch(() => null);
+    const rerun = await runSupportAgent({ gate: client, orderId, amount: 40, runId, onAction: again.onAction });
     assert.equal((await again.action).id, action.id);
+    assert.deepEqual(rerun.refunded, []);
+    assert.match(rerun.text, /"refunded":40/); // the result reported the first time
+    assert.equal((await client.get(action.id)).data.outcome.executed, true);
   });
 
   test("a refund the reviewer rejects goes back to the model as the tool's answer, with the reason", async () => {

@@ -7,6 +7,7 @@ import {
   ActionBlocked,
   ActionRejected,
   ApprovalTimeout,
+  ConflictError,
   NotApproved,
   ParamsNotApplicable,
   paramsHash,
@@ -84,6 +85,30 @@ describe("requiresApproval against the real stack", { skip }, () => {
     const stored = await client.get(action.id);
     assert.equal(stored.data.outcome.executed, false);
     assert.match(stored.data.outcome.error, /cannot be mapped back/);
+  });
+
+  test("a function that fails is reported as not executed; the same key again does not run it twice", async () => {
+    const client = gate();
+    const orderId = newOrder();
+    let calls = 0;
+    const seen = firstAction();
+    const refund = requiresApproval(
+      async () => {
+        calls += 1;
+        throw new RangeError("payment provider down");
+      },
+      { gate: client, actionType: "refund", trajectory: lookedUp(orderId), idempotencyKey: () => `retry/${orderId}`, onAction: seen.onAction },
+    );
+    await assert.rejects(refund({ order_id: orderId, amount: 9 }), RangeError);
+    const stored = await client.get((await seen.action).id);
+    assert.equal(stored.data.outcome.executed, false);
+    assert.equal(stored.data.outcome.error, "RangeError: payment provider down");
+    await assert.rejects(refund({ order_id: orderId, amount: 9 }), (error) => {
+      assert.ok(error instanceof ConflictError);
+      assert.match(error.message, /already reported as not executed \(RangeError: payment provider down\)/);
+      return true;
+    });
+    assert.equal(calls, 1);
   });
 
   test("rejected without a reason: ActionRejected says so, never the policy's findings", async () => {
