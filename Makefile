@@ -19,7 +19,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps docker-compose==1.29.2
 	touch $@
 
-install: $(VENV)/.installed
+# The TypeScript client's packages, exactly as its lockfile says (its tests run in pytest).
+TS_CLIENT := clients/typescript
+$(TS_CLIENT)/node_modules/.package-lock.json: $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the TypeScript client's tests need Node 20 and npm"; exit 1; }
+	npm ci --prefix $(TS_CLIENT) --no-audit --no-fund --prefer-offline
+
+install: $(VENV)/.installed $(TS_CLIENT)/node_modules/.package-lock.json
 
 ## The demo: SQLite, tasks in-process, in-memory channel layer; open http://127.0.0.1:8000/review/
 run: install
