@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE := escalation_app.settings
 
-.PHONY: install run test lint typecheck pytest worker clean bench-policy bench-shadow bench-queue bench-sweep bench-metrics bench bench-compare soak
+.PHONY: install install-node run test lint typecheck pytest worker clean bench-policy bench-shadow bench-queue bench-sweep bench-metrics bench bench-compare soak
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (see .python-version)"; exit 1; }
@@ -25,7 +25,10 @@ $(TS_CLIENT)/node_modules/.package-lock.json: $(TS_CLIENT)/package.json $(TS_CLI
 	@command -v npm >/dev/null || { echo "npm not found: the TypeScript client's tests need Node 20 and npm"; exit 1; }
 	npm ci --prefix $(TS_CLIENT) --no-audit --no-fund --prefer-offline
 
-install: $(VENV)/.installed $(TS_CLIENT)/node_modules/.package-lock.json
+install: $(VENV)/.installed
+
+# Only the tests need them: `make run` stays Python-only.
+install-node: $(TS_CLIENT)/node_modules/.package-lock.json
 
 ## The demo: SQLite, tasks in-process, in-memory channel layer; open http://127.0.0.1:8000/review/
 run: install
@@ -43,7 +46,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
-pytest: install
+pytest: install install-node
 	$(PY) -m pytest
 
 ## Policy evaluation benchmark (report in bench/results/policy_eval.md)
