@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, params_hash
+from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, PendingAction, Refusal, params_hash
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -225,25 +225,25 @@ def gated_tool_node(
         except GateError as exc:  # the tool ran: never run it again because a report failed
             print(f"autonomy gate: could not report the outcome of {action.id}: {exc}", file=sys.stderr)
 
-    def refused(call: Mapping[str, Any], status: str, reason: str, action_id: str | None = None) -> ToolMessage:
+    def refused(call: Mapping[str, Any], action: Action | None, error: str = "") -> ToolMessage:
+        """The refusal as the tool's result: the gate's ``Refusal.message`` (what, why, in whose
+        words, and that nothing ran), or, when the gate could not be asked, that."""
         name = str(call["tool"])
-        how = {
-            "rejected": "was rejected by a reviewer",
-            "blocked": "was blocked by the policy",
-            "expired": "expired before anyone decided",
-            "cancelled": "was withdrawn",
-        }.get(status, "was not approved")
+        if action is None:
+            text = f"{name}({json.dumps(call['args'], sort_keys=True)}) was not carried out: {error}."
+            return ToolMessage(
+                text, tool_call_id=str(call["tool_call_id"]), name=name, status="error", artifact={"status": "error"}
+            )
         return ToolMessage(
-            f"{name}({json.dumps(call['args'], sort_keys=True)}) {how}: {reason}. It was NOT carried out; "
-            "do not retry it unchanged.",
+            Refusal(action, tool=name).message,
             tool_call_id=str(call["tool_call_id"]),
             name=name,
             status="error",
-            artifact={"gate_action_id": action_id, "status": status},
+            artifact={"gate_action_id": action.id, "status": action.status},
         )
 
     def settle(call: Mapping[str, Any], action: Action) -> ToolMessage:
-        return run(call, action) if action.approved else refused(call, action.status, action.reason, action.id)
+        return run(call, action) if action.approved else refused(call, action)
 
     def propose(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
         thread_id = _thread_id(config)
@@ -280,7 +280,7 @@ def gated_tool_node(
         held: list[dict[str, Any]] = []
         for entry, answer, error in proposed:
             if answer is None:
-                results.append(refused(entry, "error", error))
+                results.append(refused(entry, None, error))
             elif answer.final:
                 results.append(settle(entry, answer))
             else:
