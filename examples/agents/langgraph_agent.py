@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, PendingAction, Refusal, params_hash
+from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, Refusal, params_hash
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver

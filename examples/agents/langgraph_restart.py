@@ -33,7 +33,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import langgraph_agent as lg  # noqa: E402  (a sibling script, not an installed package)
+import langgraph_agent as lg
 
 # --- a checkpointer that survives the process -----------------------------------------------------
 

@@ -174,11 +174,9 @@ def _native_steps(items: Sequence[TResponseInputItem]) -> list[dict[str, Any]]:
 
 
 def rejection_message(tool: str, action: gate_client.Action) -> str:
-    """What the model reads instead of the tool's output when the gate refuses the call."""
-    return (
-        f"Autonomy Gate refused this {tool} call (action {action.id}, {action.status}): {action.reason}. "
-        "The tool did not run. Do not retry the same call; tell the user why."
-    )
+    """What the model reads instead of the tool's output when the gate refuses the call: the gate's
+    ``Refusal.message`` (the decider's words; the policy's checks labelled apart from a reviewer's)."""
+    return f"Autonomy Gate refused this call. {gate_client.Refusal(action, tool=tool).message} Tell the user why."
 
 
 def edited_message(tool: str, action: gate_client.Action) -> str:

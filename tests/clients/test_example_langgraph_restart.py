@@ -29,9 +29,9 @@ def stack(asgi_server: str) -> Iterator[Stack]:
 
 
 def run(stack: Stack, mode: str, directory: Path) -> str:
+    command = [sys.executable, str(EXAMPLE), mode, "--dir", str(directory), "--base-url", stack.base_url]
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), mode, "--dir", str(directory), "--base-url", stack.base_url]
-        + ["--token", stack.agent.token, "--timeout", "30"],
+        [*command, "--token", stack.agent.token, "--timeout", "30"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from gate_client.results import PendingAction, Refusal
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 Params = Callable[..., Mapping[str, Any]]
 OnRefusal = Literal["raise", "return"]
 #: A per-call value: given as is, or computed from the call's arguments by name (defaults applied).
@@ -92,6 +93,7 @@ class GatedFunction(Generic[P, R]):  # noqa: UP046 (the package supports Python 
         self.spec = spec
         self.is_async = inspect.iscoroutinefunction(function)
         self._last: ContextVar[Action | None] = ContextVar(f"gate_client_last_{id(self)}", default=None)
+        self._latest: Action | None = None  # across threads and tasks
         functools.update_wrapper(self, function)
         if self.is_async and not isinstance(gate, AsyncGate):
             raise TypeError(f"{function.__name__} is async: gate it with an AsyncGate")
@@ -100,10 +102,11 @@ class GatedFunction(Generic[P, R]):  # noqa: UP046 (the package supports Python 
 
     @property
     def last_action(self) -> Action | None:
-        """The gate's action for the latest call in this thread / task (as last seen: proposed,
-        decided, then with its outcome), or None before any call. Its ``id``, ``status`` and
-        ``decision`` are the caller's to log or show."""
-        return self._last.get()
+        """The gate's action for the latest call (as last seen: proposed, decided, then with its
+        outcome), or None before any call: the latest call made in this thread / asyncio task if
+        there is one, else the latest anywhere (a framework may run tools in tasks of its own).
+        Its ``id``, ``status`` and ``decision`` are the caller's to log or show."""
+        return self._last.get() or self._latest
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self.is_async:
@@ -126,6 +129,7 @@ class GatedFunction(Generic[P, R]):  # noqa: UP046 (the package supports Python 
 
     def _seen(self, action: Action) -> Action:
         self._last.set(action)
+        self._latest = action
         return action
 
     def _proposal(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -283,6 +287,26 @@ class GatedFunction(Generic[P, R]):  # noqa: UP046 (the package supports Python 
         return result
 
 
+class ReturningDecorator:
+    """What ``requires_approval(..., on_refusal="return")`` returns: typed so that an ``async def``
+    gives a coroutine of ``T | Refusal | PendingAction`` and a ``def`` that union itself."""
+
+    def __init__(self, gate: Gate | AsyncGate, spec: _Spec) -> None:
+        self.gate = gate
+        self.spec = spec
+
+    @overload
+    def __call__(
+        self, function: Callable[P, Coroutine[Any, Any, T]]
+    ) -> GatedFunction[P, Coroutine[Any, Any, T | Refusal | PendingAction]]: ...
+
+    @overload
+    def __call__(self, function: Callable[P, T]) -> GatedFunction[P, T | Refusal | PendingAction]: ...
+
+    def __call__(self, function: Callable[P, Any]) -> GatedFunction[P, Any]:
+        return GatedFunction(function, self.gate, self.spec)
+
+
 @overload
 def requires_approval(
     gate: Gate | AsyncGate,
@@ -316,7 +340,7 @@ def requires_approval(
     cancel_on_timeout: bool = True,
     report_outcome: bool = True,
     on_refusal: Literal["return"],
-) -> Callable[[Callable[P, R]], GatedFunction[P, R | Refusal | PendingAction]]: ...
+) -> ReturningDecorator: ...
 
 
 def requires_approval(
@@ -333,7 +357,7 @@ def requires_approval(
     cancel_on_timeout: bool = True,
     report_outcome: bool = True,
     on_refusal: OnRefusal = "raise",
-) -> Callable[[Callable[P, R]], GatedFunction[P, Any]]:
+) -> Callable[[Callable[P, R]], GatedFunction[P, R]] | ReturningDecorator:
     """Gate a function: each call is proposed as ``action_type`` with its arguments as params (or
     ``params(*args, **kwargs)``), the decision is awaited (long poll, up to ``timeout`` seconds),
     and the function runs only when the action is ``approved`` or ``auto_approved``. When a reviewer
@@ -373,7 +397,10 @@ def requires_approval(
         on_refusal=on_refusal,
     )
 
-    def decorate(function: Callable[P, R]) -> GatedFunction[P, Any]:
+    if on_refusal == "return":
+        return ReturningDecorator(gate, spec)
+
+    def decorate(function: Callable[P, R]) -> GatedFunction[P, R]:
         return GatedFunction(function, gate, spec)
 
     return decorate
