@@ -7,14 +7,17 @@ to a gate node, ``gated_tool_node(gate, tools=..., action_types=...)``, a small 
    and ``context.session_id`` = the LangGraph thread id, under an idempotency key derived from the
    thread and the tool call id (a re-run of the node can never create a second action);
 2. approved (``auto_approved``): runs the tool and reports the outcome (``gate.report``);
-   refused (``blocked``, or the gate could not be asked): feeds the reason back to the model as
-   the tool's result, and nothing runs;
+   refused (``blocked``, or the gate could not be asked): feeds ``gate_client.Refusal.message``
+   back to the model as the tool's result (who refused and why, the policy's checks labelled
+   apart), and nothing runs;
 3. held (``needs_review``): pauses the graph with LangGraph's ``interrupt`` (the payload carries the
    gate action's id, status and findings); the state is checkpointed, so the process may even stop.
    ``resume_when_decided(graph, config, gate, timeout)`` long-polls the gate (``gate.wait``) and
    resumes with ``Command(resume=...)``. On resume the node asks the gate itself what was decided
    (a resume value can never approve anything): approved, the tool runs once and the outcome is
    reported; rejected, expired or cancelled, the reason goes back to the model.
+   ``langgraph_restart.py`` runs this across a restart: the first process stops with the
+   checkpoint and a ``gate_client.PendingAction`` saved, a later one resumes the thread.
 
 The model is scripted (``ScriptedModel``), so the demo runs offline against a local gate:
 
