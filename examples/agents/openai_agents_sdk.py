@@ -214,7 +214,7 @@ async def _decide(approvals: GateApprovals, proposed: _Proposed, timeout: float 
         action = await gate.get(action.id)  # decided between the wait and the cancel
     if action.final and action.status != "cancelled":
         return action
-    raise gate_client.ApprovalTimeout(action, timeout or 0, cancelled=True)
+    raise gate_client.ApprovalTimeout(action, timeout or 0)  # says whether the withdrawal went through
 
 
 async def run_with_gate(
