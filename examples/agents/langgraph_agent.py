@@ -7,14 +7,17 @@ to a gate node, ``gated_tool_node(gate, tools=..., action_types=...)``, a small 
    and ``context.session_id`` = the LangGraph thread id, under an idempotency key derived from the
    thread and the tool call id (a re-run of the node can never create a second action);
 2. approved (``auto_approved``): runs the tool and reports the outcome (``gate.report``);
-   refused (``blocked``, or the gate could not be asked): feeds the reason back to the model as
-   the tool's result, and nothing runs;
+   refused (``blocked``, or the gate could not be asked): feeds ``gate_client.Refusal.message``
+   back to the model as the tool's result (who refused and why, the policy's checks labelled
+   apart), and nothing runs;
 3. held (``needs_review``): pauses the graph with LangGraph's ``interrupt`` (the payload carries the
    gate action's id, status and findings); the state is checkpointed, so the process may even stop.
    ``resume_when_decided(graph, config, gate, timeout)`` long-polls the gate (``gate.wait``) and
    resumes with ``Command(resume=...)``. On resume the node asks the gate itself what was decided
    (a resume value can never approve anything): approved, the tool runs once and the outcome is
    reported; rejected, expired or cancelled, the reason goes back to the model.
+   ``langgraph_restart.py`` runs this across a restart: the first process stops with the
+   checkpoint and a ``gate_client.PendingAction`` saved, a later one resumes the thread.
 
 The model is scripted (``ScriptedModel``), so the demo runs offline against a local gate:
 
@@ -31,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, params_hash
+from gate_client import Action, ApprovalTimeout, ConflictError, Gate, GateError, Refusal, params_hash
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -225,25 +228,25 @@ def gated_tool_node(
         except GateError as exc:  # the tool ran: never run it again because a report failed
             print(f"autonomy gate: could not report the outcome of {action.id}: {exc}", file=sys.stderr)
 
-    def refused(call: Mapping[str, Any], status: str, reason: str, action_id: str | None = None) -> ToolMessage:
+    def refused(call: Mapping[str, Any], action: Action | None, error: str = "") -> ToolMessage:
+        """The refusal as the tool's result: the gate's ``Refusal.message`` (what, why, in whose
+        words, and that nothing ran), or, when the gate could not be asked, that."""
         name = str(call["tool"])
-        how = {
-            "rejected": "was rejected by a reviewer",
-            "blocked": "was blocked by the policy",
-            "expired": "expired before anyone decided",
-            "cancelled": "was withdrawn",
-        }.get(status, "was not approved")
+        if action is None:
+            text = f"{name}({json.dumps(call['args'], sort_keys=True)}) was not carried out: {error}."
+            return ToolMessage(
+                text, tool_call_id=str(call["tool_call_id"]), name=name, status="error", artifact={"status": "error"}
+            )
         return ToolMessage(
-            f"{name}({json.dumps(call['args'], sort_keys=True)}) {how}: {reason}. It was NOT carried out; "
-            "do not retry it unchanged.",
+            Refusal(action, tool=name).message,
             tool_call_id=str(call["tool_call_id"]),
             name=name,
             status="error",
-            artifact={"gate_action_id": action_id, "status": status},
+            artifact={"gate_action_id": action.id, "status": action.status},
         )
 
     def settle(call: Mapping[str, Any], action: Action) -> ToolMessage:
-        return run(call, action) if action.approved else refused(call, action.status, action.reason, action.id)
+        return run(call, action) if action.approved else refused(call, action)
 
     def propose(state: GatedState, config: RunnableConfig) -> dict[str, Any]:
         thread_id = _thread_id(config)
@@ -280,7 +283,7 @@ def gated_tool_node(
         held: list[dict[str, Any]] = []
         for entry, answer, error in proposed:
             if answer is None:
-                results.append(refused(entry, "error", error))
+                results.append(refused(entry, None, error))
             elif answer.final:
                 results.append(settle(entry, answer))
             else:

@@ -174,11 +174,9 @@ def _native_steps(items: Sequence[TResponseInputItem]) -> list[dict[str, Any]]:
 
 
 def rejection_message(tool: str, action: gate_client.Action) -> str:
-    """What the model reads instead of the tool's output when the gate refuses the call."""
-    return (
-        f"Autonomy Gate refused this {tool} call (action {action.id}, {action.status}): {action.reason}. "
-        "The tool did not run. Do not retry the same call; tell the user why."
-    )
+    """What the model reads instead of the tool's output when the gate refuses the call: the gate's
+    ``Refusal.message`` (the decider's words; the policy's checks labelled apart from a reviewer's)."""
+    return f"Autonomy Gate refused this call. {gate_client.Refusal(action, tool=tool).message} Tell the user why."
 
 
 def edited_message(tool: str, action: gate_client.Action) -> str:
@@ -216,7 +214,7 @@ async def _decide(approvals: GateApprovals, proposed: _Proposed, timeout: float 
         action = await gate.get(action.id)  # decided between the wait and the cancel
     if action.final and action.status != "cancelled":
         return action
-    raise gate_client.ApprovalTimeout(action, timeout or 0, cancelled=True)
+    raise gate_client.ApprovalTimeout(action, timeout or 0)  # says whether the withdrawal went through
 
 
 async def run_with_gate(

@@ -3,9 +3,12 @@
     python examples/agents/plain_loop.py --base-url http://127.0.0.1:8000 --token gat_...
 
 The model proposes tool calls; read-only tools run at once, state-changing ones go through the
-gate with everything the agent did so far as the trajectory. When the gate refuses, the reason
-goes back to the model as the tool's result, so that it can explain or change course; a call
-still undecided after the timeout is withdrawn and reported as such, never taken as a "no".
+gate with everything the agent did so far as the trajectory, under an idempotency key made from the
+model's tool-call id (``gate_client.tool_call``: the same call re-run finds the same action). The
+decorator returns refusals as values (``on_refusal="return"``): a ``Refusal``'s ``message`` goes back
+to the model as the tool's result, so that it can explain or change course; a call still undecided
+after the timeout is withdrawn and reported as such, never taken as a "no". ``last_actions`` keeps
+each gated call's action (its id, status, decision) for the agent's own log.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import gate_client
 class ToolCall:
     tool: str
     args: dict[str, Any]
+    id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:12]}")
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Agent:
     timeout: float = 60.0
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     trajectory: list[dict[str, Any]] = field(default_factory=list)
+    last_actions: list[gate_client.Action] = field(default_factory=list)
 
     def run(self, user_message: str, max_turns: int = 10) -> str:
         self.trajectory.append({"kind": "message", "role": "user", "content": user_message})
@@ -85,15 +90,19 @@ class Agent:
             trajectory=list(self.trajectory),
             context={"session_id": self.session_id},
             timeout=self.timeout,
+            on_refusal="return",
         )(self.write_tools[call.tool])
         try:
-            return json.dumps(tool(**call.args))
-        except gate_client.NotApproved as refused:
-            return f"Not done: the action was {refused.status}. Reason: {refused.reason}"
+            with gate_client.tool_call(call.id):
+                result = tool(**call.args)
         except gate_client.ParamsNotApplicable as edited:
             return f"Not done: a reviewer approved other arguments this tool does not take: {edited.reason}"
-        except gate_client.ApprovalTimeout as waited:
-            return f"Not done yet: nobody decided within {waited.waited:.0f}s, so the request was withdrawn."
+        finally:
+            if tool.last_action is not None:
+                self.last_actions.append(tool.last_action)
+        if isinstance(result, gate_client.Refusal | gate_client.PendingAction):
+            return f"Not done. {result.message}"
+        return json.dumps(result)
 
 
 # --- a demo shop --------------------------------------------------------------------------------

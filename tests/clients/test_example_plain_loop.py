@@ -62,7 +62,7 @@ def test_a_looked_up_refund_goes_through_and_the_model_sees_the_result(setup: An
 def test_a_rejected_refund_never_runs_and_the_model_is_told_why(setup: Any) -> None:
     example, gate, reviewer = setup
     model = example.ScriptedModel(
-        [example.ToolCall("refund", {"order_id": "A-9", "amount": 20}), example.Reply("sorry")]
+        [example.ToolCall("refund", {"order_id": "A-9", "amount": 20}, id="call_A9"), example.Reply("sorry")]
     )
     agent = example.Agent(gate=gate, model=model, read_tools={}, write_tools={"refund": example.refund}, timeout=30)
     answer: dict[str, str] = {}
@@ -77,7 +77,12 @@ def test_a_rejected_refund_never_runs_and_the_model_is_told_why(setup: Any) -> N
     assert answer == {"text": "sorry"}
     assert example.REFUNDS == []
     assert len(model.seen) == 1
-    assert model.seen[0].startswith("Not done: the action was rejected. Reason: A-9 was never looked up")
+    assert model.seen[0].startswith('Not done. refund({"amount": 20, "order_id": "A-9"}) was rejected by a reviewer')
+    assert "A-9 was never looked up; ask for the order number again" in model.seen[0]
+    (action,) = agent.last_actions
+    stored = ProposedAction.objects.get()
+    assert (action.id, action.status) == (str(stored.id), "rejected")
+    assert stored.idempotency_key == "tool-call/refund/call_A9"
 
 
 def test_the_example_runs_as_a_script(setup: Any, asgi_server: str) -> None:

@@ -2,12 +2,19 @@
 
 from gate_client.action import APPROVED, FINAL, Action, params_hash
 from gate_client.client import AsyncGate, Gate, new_idempotency_key
-from gate_client.decorators import raise_unless_approved, requires_approval
+from gate_client.decorators import (
+    GatedFunction,
+    current_tool_call_id,
+    raise_unless_approved,
+    requires_approval,
+    tool_call,
+)
 from gate_client.errors import (
     ActionBlocked,
     ActionCancelled,
     ActionExpired,
     ActionRejected,
+    AlreadyExecuted,
     ApprovalTimeout,
     AuthenticationError,
     ConflictError,
@@ -19,6 +26,7 @@ from gate_client.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from gate_client.results import PendingAction, Refusal
 from gate_client.webhooks import verify_signature
 
 __all__ = [
@@ -29,21 +37,27 @@ __all__ = [
     "ActionCancelled",
     "ActionExpired",
     "ActionRejected",
+    "AlreadyExecuted",
     "ApprovalTimeout",
     "AsyncGate",
     "AuthenticationError",
     "ConflictError",
     "Gate",
     "GateError",
+    "GatedFunction",
     "InvalidRequestError",
     "NotApproved",
     "NotFoundError",
     "ParamsNotApplicable",
+    "PendingAction",
     "PermissionDeniedError",
     "RateLimitedError",
+    "Refusal",
+    "current_tool_call_id",
     "new_idempotency_key",
     "params_hash",
     "raise_unless_approved",
     "requires_approval",
+    "tool_call",
     "verify_signature",
 ]

@@ -69,22 +69,55 @@ class Action:
         return list(self.data.get("findings") or [])
 
     @property
+    def decided_by(self) -> str | None:
+        """``policy`` or the reviewer's username; None while undecided (and for expired/cancelled)."""
+        by = (self.decision or {}).get("by")
+        return str(by) if by else None
+
+    @property
+    def by_reviewer(self) -> bool:
+        return self.decided_by not in (None, "policy")
+
+    @property
+    def policy_checks(self) -> list[str]:
+        """The policy's checks this action did not pass, one line each (``rule: message``)."""
+        return [
+            f"{f.get('rule')}: {f.get('message') or f.get('error') or f.get('outcome')}"
+            for f in self.findings
+            if f.get("outcome") != "pass"
+        ]
+
+    @property
     def reason(self) -> str:
-        """Why it stands as it does: the decision's reason, else the checks it did not pass."""
+        """Why it stands as it does, in the decider's words: a reviewer's reason (with their name),
+        ``rejected by <reviewer> (no reason given)``, or, for the policy's own decisions, the checks
+        it did not pass. A reviewer's decision never borrows the policy's findings as its reason:
+        those are in ``policy_checks`` (and in ``explanation``, labelled)."""
         if self.status == "expired":
             return "nobody decided before the review deadline (expired, not rejected)"
         if self.status == "cancelled":
             return "withdrawn by the agent"
         decision = self.decision or {}
-        if decision.get("reason"):
-            by = decision.get("by")
-            return f"{decision['reason']} ({by})" if by and by != "policy" else str(decision["reason"])
-        failed = [f for f in self.findings if f.get("outcome") != "pass"]
-        if failed:
-            return "; ".join(
-                f"{f.get('rule')}: {f.get('message') or f.get('error') or f.get('outcome')}" for f in failed
-            )
-        return self.status
+        given = str(decision.get("reason") or "").strip()
+        if self.by_reviewer:
+            return f"{given} ({self.decided_by})" if given else f"{self.status} by {self.decided_by} (no reason given)"
+        if given:
+            return given
+        checks = self.policy_checks
+        return "; ".join(checks) if checks else self.status
+
+    @property
+    def explanation(self) -> str:
+        """``reason``, and, when a reviewer decided, the policy's checks after it, labelled as such."""
+        checks = self.policy_checks
+        if self.by_reviewer and checks:
+            return f"{self.reason}. The policy's checks (not the reviewer's words): {'; '.join(checks)}"
+        return self.reason
+
+    @property
+    def outcome(self) -> dict[str, Any] | None:
+        """What the agent reported when it acted (contract §2), or None before a report."""
+        return self.data.get("outcome")
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]

@@ -20,6 +20,7 @@ import httpx
 
 from gate_client import errors
 from gate_client.action import Action
+from gate_client.results import PendingAction
 
 MAX_LONG_POLL = 30.0
 RETRIED_STATUSES = frozenset({429, 502, 503, 504})
@@ -84,6 +85,12 @@ def _report_was_done(action: Action, executed: bool) -> bool:
     """After a 409 on report: a retried report whose first try went through."""
     outcome = action.data.get("outcome")
     return outcome is not None and outcome.get("executed") == executed
+
+
+def _action_id(handle: PendingAction | Action | str) -> str:
+    if isinstance(handle, PendingAction):
+        return handle.action_id
+    return handle.id if isinstance(handle, Action) else handle
 
 
 def _wait_param(seconds: float | None) -> dict[str, str]:
@@ -213,6 +220,14 @@ class Gate(_Base):
             if action.final or left <= 0:
                 return action
 
+    def resume(self, handle: PendingAction | Action | str, *, timeout: float | None = 0) -> Action:
+        """Pick an action up again after a restart (a ``PendingAction`` handle, or its id): the action
+        as it stands now, or once final when ``timeout`` is given (seconds; None: until final). A
+        poll-driven agent calls it with ``timeout=0`` now and then; a webhook-driven one when the
+        ``action.decided`` webhook arrives."""
+        action_id = _action_id(handle)
+        return self.get(action_id) if timeout == 0 else self.wait(action_id, timeout)
+
     def cancel(self, action_id: str) -> Action:
         """Withdraw a pending or held action; already cancelled counts as done."""
         try:
@@ -319,6 +334,11 @@ class AsyncGate(_Base):
             action = await self.get(action_id, wait=max(left, 0))
             if action.final or left <= 0:
                 return action
+
+    async def resume(self, handle: PendingAction | Action | str, *, timeout: float | None = 0) -> Action:
+        """See ``Gate.resume``."""
+        action_id = _action_id(handle)
+        return await (self.get(action_id) if timeout == 0 else self.wait(action_id, timeout))
 
     async def cancel(self, action_id: str) -> Action:
         try:

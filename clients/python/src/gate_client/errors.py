@@ -53,7 +53,7 @@ class NotApproved(GateError):
         self.action = action
         self.status = action.status
         self.reason = action.reason
-        super().__init__(f"{action.action_type} {action.id} was {action.status}: {self.reason}")
+        super().__init__(f"{action.action_type} {action.id} was {action.status}: {action.explanation}")
 
 
 class ActionRejected(NotApproved):
@@ -83,16 +83,41 @@ class ParamsNotApplicable(GateError):
         super().__init__(f"{action.action_type} {action.id} was approved with edited params: {problem}")
 
 
+class AlreadyExecuted(GateError):
+    """``resume`` found the approved action already acted on (its outcome is reported): it does not
+    run a second time. ``action.outcome`` holds what was reported."""
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+        super().__init__(f"{action.action_type} {action.id} was already acted on; it does not run again")
+
+
 class ApprovalTimeout(GateError):
     """The caller stopped waiting while the action was still undecided (pending or needs_review).
 
-    This is not a denial: the action may still be approved later. ``cancelled`` tells whether the
-    client withdrew it (the decorator does by default), so that a late approval cannot be acted on.
+    This is not a denial. ``cancelled`` tells whether the action was withdrawn (the decorator does
+    by default), so that a late approval cannot be acted on; when it was not (``cancel_on_timeout=
+    False``, or the withdrawal failed), the action may still be decided: ``pending`` is the handle
+    to resume it with later (``Gate.resume`` / ``gated.resume``).
     """
 
-    def __init__(self, action: Action, waited: float, *, cancelled: bool = False) -> None:
+    def __init__(
+        self, action: Action, waited: float, *, cancelled: bool | None = None, cancel_error: str | None = None
+    ) -> None:
+        from gate_client.results import PendingAction
+
         self.action = action
         self.waited = waited
-        self.cancelled = cancelled
-        then = " and withdrew it" if cancelled else "; it may still be decided"
-        super().__init__(f"{action.action_type} {action.id} still {action.status} after {waited:.0f}s{then}")
+        self.cancelled = action.status == "cancelled" if cancelled is None else cancelled
+        self.pending = None if self.cancelled else PendingAction.from_action(action)
+        what = f"{action.action_type} {action.id}"
+        if self.cancelled:
+            message = f"{what} was still undecided after {waited:.0f}s and was withdrawn (cancelled)"
+        elif cancel_error:
+            message = (
+                f"{what} is still {action.status} after {waited:.0f}s: withdrawing it failed ({cancel_error}); "
+                "it may still be decided"
+            )
+        else:
+            message = f"{what} is still {action.status} after {waited:.0f}s; it may still be decided (resume it later)"
+        super().__init__(message)
