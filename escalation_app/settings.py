@@ -304,6 +304,10 @@ GATE_MAX_WAIT_SECONDS = 30
 GATE_AGENT_RATE_PER_MINUTE = env_int("GATE_AGENT_RATE_PER_MINUTE", 1200)
 # How long an agent's previous token keeps working after a rotation, unless the rotation says.
 GATE_TOKEN_ROTATION_GRACE_MINUTES = env_int("GATE_TOKEN_ROTATION_GRACE_MINUTES", 60)
+# The MCP gateway (contract §6.4; approvals.mcp): how long a held tools/call waits for a reviewer
+# before it answers with the review URL, and how long an upstream server has to answer.
+GATE_MCP_HOLD_SECONDS = env_int("GATE_MCP_HOLD_SECONDS", 20)
+GATE_MCP_UPSTREAM_TIMEOUT_SECONDS = env_int("GATE_MCP_UPSTREAM_TIMEOUT_SECONDS", 30)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

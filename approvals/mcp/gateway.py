@@ -1,0 +1,240 @@
+"""The MCP server agents connect to at /mcp (contract §6.4), on the official SDK's low-level
+Server and its streamable-HTTP session manager.
+
+``tools/list`` lists every upstream tool as ``<server>__<tool>``; ``tools/call`` proposes the call
+(approvals.mcp.services), waits for the decision and forwards it to the upstream or answers with
+``isError: true`` and the reason. Every request carries an agent's bearer token, checked before any
+MCP traffic (401 otherwise); the SDK ties each session to the token's agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import anyio
+import mcp_types as types
+from django.conf import settings
+from django.db import close_old_connections
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.types import Receive, Scope, Send
+
+from approvals import policy
+from approvals.errors import NotPermitted
+from approvals.gate.agents import agent_authenticate
+from approvals.mcp import selectors, services, upstream
+from approvals.mcp.sessions import SessionState, session_state
+
+logger = logging.getLogger(__name__)
+
+AGENT_SCOPE_KEY = "gate.agent_id"
+
+
+async def _db(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ORM work in a worker thread (it blocks), with Django's connection hygiene."""
+
+    def run() -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+
+def _text_result(text: str, *, error: bool) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=error)
+
+
+def _result_data(result: types.CallToolResult) -> Any:
+    """What a forwarded call answered, as stored in the outcome and the trajectory."""
+    if result.structured_content is not None:
+        return result.structured_content
+    texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
+    return "\n".join(texts) if texts else result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _caller(ctx: ServerRequestContext[Any, Any]) -> tuple[int, str]:
+    request = ctx.request
+    scope = getattr(request, "scope", None) or {}
+    agent_id = scope.get(AGENT_SCOPE_KEY)
+    session_id = request.headers.get("mcp-session-id", "") if request is not None else ""
+    if agent_id is None:
+        raise PermissionError("no agent")
+    return int(agent_id), session_id
+
+
+async def list_tools(
+    ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+) -> types.ListToolsResult:
+    servers = await _db(selectors.mcp_servers_current)
+    tools: list[types.Tool] = []
+    for server in servers.values():
+        try:
+            listed = await upstream.tools_list(server)
+        except upstream.UpstreamError as exc:
+            logger.warning("MCP upstream left out of tools/list: %s", exc)
+            continue
+        for tool in listed.values():
+            tools.append(
+                types.Tool(
+                    name=policy.tool_name(server.name, tool.name),
+                    title=tool.title,
+                    description=tool.description,
+                    input_schema=tool.input_schema,
+                    annotations=tool.annotations,
+                )
+            )
+    return types.ListToolsResult(tools=tools)
+
+
+async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    agent_id, session_id = _caller(ctx)
+    name, arguments = params.name, dict(params.arguments or {})
+    split = policy.split_tool_name(name)
+    servers = await _db(selectors.mcp_servers_current)
+    server = servers.get(split[0]) if split else None
+    if split is None or server is None:
+        return _text_result(f"No tool {name!r}: the gate lists tools as <server>__<tool>.", error=True)
+    tool = await upstream.tool_known(server, split[1])
+    annotations = tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool and tool.annotations else {}
+    state = session_state(agent_id, session_id)
+    async with state.lock:  # one call of a session at a time: a held call is forwarded once
+        has_type = await _db(selectors.action_type_named, name) is not None
+        if not has_type and annotations.get("readOnlyHint") is True:
+            # Contract §6.4: a read-only tool without an action type is forwarded unevaluated.
+            return await _forward(state, server, split[1], name, arguments, action=None)
+        call = services.ToolCall(
+            agent_id=agent_id,
+            session_id=session_id,
+            tool=name,
+            arguments=arguments,
+            annotations=annotations,
+            trajectory=list(state.steps),
+            occurrence=state.occurrence(name, arguments),
+        )
+        try:
+            action = await _db(services.tool_call_propose, call)
+        except NotPermitted as exc:
+            return _text_result(exc.message, error=True)
+        if action.outcome_at is not None:  # forwarded before (say, before a restart): not again
+            state.record(name, arguments, action.outcome_result, forwarded=True)
+            return _text_result(json.dumps(action.outcome_result), error=not action.outcome_executed)
+        action = await _db(services.tool_call_wait, str(action.pk), float(settings.GATE_MCP_HOLD_SECONDS))
+        if action.status in services.FORWARDED_STATUSES:
+            return await _forward(state, server, split[1], name, services.forwarded_arguments(action), action=action)
+        if action.status in (services.Status.PENDING, services.Status.NEEDS_REVIEW):
+            review_url = f"{settings.GATE_PUBLIC_URL}/review/{action.pk}"
+            return _text_result(
+                f"Held for review: action {action.pk} waits for a reviewer at {review_url}. "
+                "Call the tool again with the same arguments once it is approved.",
+                error=True,
+            )
+        reason = services.refusal_reason(action)
+        state.record(name, arguments, {"error": reason}, forwarded=False)
+        return _text_result(reason, error=True)
+
+
+async def _forward(
+    state: SessionState,
+    server: policy.McpServerSpec,
+    tool: str,
+    name: str,
+    arguments: dict[str, Any],
+    *,
+    action: Any,
+) -> types.CallToolResult:
+    try:
+        result = await upstream.tool_call(server, tool, arguments)
+    except upstream.UpstreamError as exc:
+        if action is not None:
+            await _db(services.tool_call_forwarded, action=action, result=None, error=str(exc))
+        state.record(name, arguments, {"error": str(exc)}, forwarded=False)
+        return _text_result(f"Not forwarded: {exc}", error=True)
+    data = _result_data(result)
+    if action is not None:
+        await _db(services.tool_call_forwarded, action=action, result=data)
+    state.record(name, arguments, data, forwarded=True)
+    return result
+
+
+server: Server[Any] = Server(
+    "autonomy-gate",
+    instructions="Every tool call is checked by the Autonomy Gate and may be held for a human reviewer.",
+    on_list_tools=list_tools,
+    on_call_tool=call_tool,
+)
+
+
+class McpGatewayApp:
+    """The ASGI app mounted at /mcp: the agent's token checked, then the SDK's session manager,
+    started on the first request in a task of its own (so it needs no lifespan support)."""
+
+    def __init__(self) -> None:
+        self._manager: StreamableHTTPSessionManager | None = None
+        self._started: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    async def _ensure_started(self) -> StreamableHTTPSessionManager:
+        if self._started is None:
+            self._started = asyncio.Event()
+            self._manager = StreamableHTTPSessionManager(app=server)
+            self._runner = asyncio.create_task(self._run(self._manager, self._started))
+        await self._started.wait()
+        assert self._manager is not None
+        return self._manager
+
+    @staticmethod
+    async def _run(manager: StreamableHTTPSessionManager, started: asyncio.Event) -> None:
+        async with manager.run():
+            started.set()
+            await asyncio.Event().wait()  # until the process ends
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _bearer(scope)
+        agent = await _db(agent_authenticate, token) if token else None
+        if agent is None or not agent.enabled:
+            await _unauthorized(send)
+            return
+        scope = {
+            **scope,
+            AGENT_SCOPE_KEY: agent.pk,
+            # The SDK admits a session's later requests only with the credential that opened it.
+            "user": AuthenticatedUser(AccessToken(token="", client_id=f"agent:{agent.pk}", scopes=[])),
+        }
+        manager = await self._ensure_started()
+        await manager.handle_request(scope, receive, send)
+
+
+def _bearer(scope: Scope) -> str:
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+async def _unauthorized(send: Send) -> None:
+    body = json.dumps({"error": "unauthorized", "detail": "Authorization: Bearer <agent token> is required."})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b'Bearer realm="mcp"'),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+mcp_gateway_app = McpGatewayApp()
