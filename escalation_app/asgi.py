@@ -12,11 +12,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from starlette.types import Receive, Scope, Send  # noqa: E402
+
 from approvals.mcp.gateway import mcp_gateway_app  # noqa: E402
 from approvals.review.routing import websocket_urlpatterns  # noqa: E402
 
 
-async def http_app(scope, receive, send):  # type: ignore[no-untyped-def]
+async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
     """/mcp (and /mcp/) to the MCP gateway, everything else to Django."""
     if scope["path"].rstrip("/") == "/mcp":
         await mcp_gateway_app(scope, receive, send)

@@ -47,7 +47,7 @@ async def _session(server: McpServerSpec) -> AsyncIterator[ClientSession]:
     async with contextlib.AsyncExitStack() as stack:
         if server.command:
             params = StdioServerParameters(command=server.command[0], args=list(server.command[1:]))
-            errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: PTH123, SIM115
+            errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
             streams = await stack.enter_async_context(stdio_client(params, errlog=errlog))
         else:
             try:
@@ -56,7 +56,9 @@ async def _session(server: McpServerSpec) -> AsyncIterator[ClientSession]:
                 raise UpstreamError(f"server {server.name}: {exc}") from None
             client = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=_timeout()))
             streams = await stack.enter_async_context(streamable_http_client(server.url, http_client=client))
-        session = await stack.enter_async_context(ClientSession(streams[0], streams[1], read_timeout_seconds=_timeout()))
+        session = await stack.enter_async_context(
+            ClientSession(streams[0], streams[1], read_timeout_seconds=_timeout())
+        )
         await session.initialize()
         yield session
 

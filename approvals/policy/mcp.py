@@ -63,7 +63,7 @@ def _parse_server(data: Any, place: str, errors: list[str]) -> McpServerSpec | N
         errors.append(f"{place}.headers: only a url server sends headers")
     if len(errors) > before:
         return None
-    return McpServerSpec(name=name, url=url or "", headers=dict(headers), command=tuple(command or ()))
+    return McpServerSpec(name=str(name), url=url or "", headers=dict(headers), command=tuple(command or ()))
 
 
 def parse_mcp_servers(data: Any, place: str = "mcp_servers") -> tuple[list[McpServerSpec], list[str]]:

@@ -21,11 +21,11 @@ from approvals.policy.evidence import (
     parse_identity_params,
     parse_lookups,
 )
-from approvals.policy.mcp import parse_mcp_servers
 from approvals.policy.expressions import (
     NAME_PATTERN,
     check_cel_expression,
 )
+from approvals.policy.mcp import parse_mcp_servers
 from approvals.policy.notify import parse_notify_emails
 from approvals.policy.tests_spec import PolicyTestSpec, is_finite_number, parse_tests
 

@@ -92,7 +92,10 @@ def gate(gate_url: str, upstream_url: str, calls_log: Path) -> dict[str, Any]:
             "version": 1,
             "mcp_servers": [
                 {"name": "crm", "url": upstream_url, "headers": {"X-Test": "yes"}},
-                {"name": "files", "command": [sys.executable, str(HERE / "upstream_server.py"), "stdio", str(calls_log)]},
+                {
+                    "name": "files",
+                    "command": [sys.executable, str(HERE / "upstream_server.py"), "stdio", str(calls_log)],
+                },
                 {"name": "down", "url": f"http://127.0.0.1:{closed_port}/mcp"},
             ],
             "action_types": [
@@ -174,22 +177,27 @@ def test_tools_listed_with_schema_and_annotations_and_an_allowed_call_forwarded(
     assert {"crm__send_email", "crm__read_note", "crm__delete_note", "files__send_email"} <= set(listed)
     assert not any(name.startswith("down__") for name in listed)
     assert listed["crm__send_email"].input_schema["required"] == ["to", "body"]
-    assert listed["crm__read_note"].annotations is not None and listed["crm__read_note"].annotations.read_only_hint
+    assert listed["crm__read_note"].annotations is not None
+    assert listed["crm__read_note"].annotations.read_only_hint
     # a read-only tool without an action type: forwarded unevaluated, no action
-    assert not note.is_error and "remember the milk" in text_of(note)
-    assert not sent.is_error and text_of(sent) == "sent to ann@example.com"
+    assert not note.is_error
+    assert "remember the milk" in text_of(note)
+    assert not sent.is_error
+    assert text_of(sent) == "sent to ann@example.com"
     assert forwarded(calls_log, "send_email")[-1] == {"to": "ann@example.com", "body": "hi"}
 
     action = ProposedAction.objects.get(agent=gate["alice"], action_type__name="crm__send_email")
     assert action.status == Status.AUTO_APPROVED
     assert action.params == {"to": "ann@example.com", "body": "hi"}
-    assert action.context["mcp"]["destructiveHint"] is False and action.context["session_id"]
+    assert action.context["mcp"]["destructiveHint"] is False
+    assert action.context["session_id"]
     # the session's earlier call and its result are the trajectory
     assert [(s["kind"], s["tool"], s["args"]) for s in action.trajectory] == [
         ("tool_call", "crm__read_note", {"name": "groceries"})
     ]
     assert "remember the milk" in json.dumps(action.trajectory[0]["result"])
-    assert action.outcome_executed is True and action.outcome_result == {"result": "sent to ann@example.com"}
+    assert action.outcome_executed is True
+    assert action.outcome_result == {"result": "sent to ann@example.com"}
     assert ProposedAction.objects.count() == 1
 
 
@@ -218,11 +226,15 @@ def test_held_call_approved_then_retried_is_forwarded_once(gate: dict[str, Any],
             return held, retried, again
 
     held, retried, again = run(scenario)
-    assert held.is_error and "Held for review" in text_of(held) and "/review/" in text_of(held)
-    assert not retried.is_error and text_of(retried) == "sent to bo@other.test"
+    assert held.is_error
+    assert "Held for review" in text_of(held)
+    assert "/review/" in text_of(held)
+    assert not retried.is_error
+    assert text_of(retried) == "sent to bo@other.test"
     # forwarded once; the same call made again after that is a new proposal, held again
     assert forwarded(calls_log, "send_email").count(arguments) == 1
-    assert again.is_error and "Held for review" in text_of(again)
+    assert again.is_error
+    assert "Held for review" in text_of(again)
     first, second = ProposedAction.objects.order_by("created_at")
     assert (first.status, first.outcome_executed) == (Status.APPROVED, True)
     assert (second.status, second.outcome_at) == (Status.NEEDS_REVIEW, None)
@@ -258,10 +270,12 @@ def test_unknown_tool_that_may_write_is_held_under_the_unlisted_type(gate: dict[
             return await session.call_tool("crm__delete_note", {"name": "groceries"})
 
     result = run(scenario)
-    assert result.is_error and "Held for review" in text_of(result)
+    assert result.is_error
+    assert "Held for review" in text_of(result)
     assert forwarded(calls_log, "delete_note") == []
     action = ProposedAction.objects.get()
-    assert action.action_type.name == UNLISTED_TOOL_TYPE and action.status == Status.NEEDS_REVIEW
+    assert action.action_type.name == UNLISTED_TOOL_TYPE
+    assert action.status == Status.NEEDS_REVIEW
     assert action.params == {"tool": "crm__delete_note", "arguments": {"name": "groceries"}}
     assert action.context["mcp"]["destructiveHint"] is True
 
@@ -272,7 +286,8 @@ def test_stdio_upstream_forwarded(gate: dict[str, Any], calls_log: Path) -> None
             return await session.call_tool("files__send_email", {"to": "di@example.com", "body": "stdio"})
 
     result = run(scenario)
-    assert not result.is_error and text_of(result) == "sent to di@example.com"
+    assert not result.is_error
+    assert text_of(result) == "sent to di@example.com"
     assert {"to": "di@example.com", "body": "stdio"} in forwarded(calls_log, "send_email")
     assert ProposedAction.objects.get().outcome_executed is True
 
@@ -283,10 +298,12 @@ def test_upstream_down_is_an_error_result_and_the_action_is_recorded(gate: dict[
             return await session.call_tool("down__send_email", {"to": "ed@example.com", "body": "x"})
 
     result = run(scenario)
-    assert result.is_error and text_of(result).startswith("Not forwarded: server down could not be called")
+    assert result.is_error
+    assert text_of(result).startswith("Not forwarded: server down could not be called")
     action = ProposedAction.objects.get()
     assert action.status == Status.AUTO_APPROVED
-    assert action.outcome_executed is False and "could not be called" in action.outcome_error
+    assert action.outcome_executed is False
+    assert "could not be called" in action.outcome_error
 
 
 def test_a_second_agent_never_sees_the_first_agents_session(gate: dict[str, Any]) -> None:
@@ -310,4 +327,5 @@ def test_a_second_agent_never_sees_the_first_agents_session(gate: dict[str, Any]
     run(alice_then_bob)
     alices = ProposedAction.objects.get(agent=gate["alice"])
     bobs = ProposedAction.objects.get(agent=gate["bob"])
-    assert bobs.trajectory == [] and bobs.context["session_id"] != alices.context["session_id"]
+    assert bobs.trajectory == []
+    assert bobs.context["session_id"] != alices.context["session_id"]

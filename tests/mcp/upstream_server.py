@@ -17,7 +17,7 @@ server = MCPServer("crm-test")
 
 
 def _served(tool: str, **arguments: str) -> None:
-    with open(CALLS_LOG, "a", encoding="utf-8") as log:  # noqa: PTH123
+    with open(CALLS_LOG, "a", encoding="utf-8") as log:
         log.write(json.dumps({"tool": tool, "arguments": arguments}) + "\n")
 
 
