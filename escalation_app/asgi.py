@@ -2,6 +2,7 @@
 gateway at /mcp (contract §6.4)."""
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -11,13 +12,12 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry ready)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from starlette.types import Receive, Scope, Send  # noqa: E402
 
 from approvals.mcp.gateway import mcp_gateway_app  # noqa: E402
 from approvals.review.routing import websocket_urlpatterns  # noqa: E402
 
 
-async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """/mcp (and /mcp/) to the MCP gateway, everything else to Django."""
     if scope["path"].rstrip("/") == "/mcp":
         await mcp_gateway_app(scope, receive, send)
