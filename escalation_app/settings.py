@@ -308,6 +308,10 @@ GATE_TOKEN_ROTATION_GRACE_MINUTES = env_int("GATE_TOKEN_ROTATION_GRACE_MINUTES",
 # before it answers with the review URL, and how long an upstream server has to answer.
 GATE_MCP_HOLD_SECONDS = env_int("GATE_MCP_HOLD_SECONDS", 20)
 GATE_MCP_UPSTREAM_TIMEOUT_SECONDS = env_int("GATE_MCP_UPSTREAM_TIMEOUT_SECONDS", 30)
+# Where the gateway keeps its sessions in Redis (so that any web process serves any session), and
+# how long an idle session is kept.
+GATE_MCP_REDIS_PREFIX = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate:mcp:"
+GATE_MCP_SESSION_IDLE_SECONDS = env_int("GATE_MCP_SESSION_IDLE_SECONDS", 24 * 3600)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

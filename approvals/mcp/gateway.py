@@ -18,8 +18,6 @@ import anyio
 import mcp_types as types
 from django.conf import settings
 from django.db import close_old_connections
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -29,11 +27,13 @@ from approvals import policy
 from approvals.errors import NotPermitted
 from approvals.gate.agents import agent_authenticate
 from approvals.mcp import selectors, services, upstream
-from approvals.mcp.sessions import SessionState, session_state
+from approvals.mcp.sessions import sessions
 
 logger = logging.getLogger(__name__)
 
 AGENT_SCOPE_KEY = "gate.agent_id"
+SESSION_SCOPE_KEY = "gate.session_id"
+SESSION_HEADER = b"mcp-session-id"
 
 
 async def _db(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -62,13 +62,9 @@ def _result_data(result: types.CallToolResult) -> Any:
 
 
 def _caller(ctx: ServerRequestContext[Any, Any]) -> tuple[int, str]:
-    request = ctx.request
-    scope = getattr(request, "scope", None) or {}
-    agent_id = scope.get(AGENT_SCOPE_KEY)
-    session_id = request.headers.get("mcp-session-id", "") if request is not None else ""
-    if agent_id is None:
-        raise PermissionError("no agent")
-    return int(agent_id), session_id
+    """The agent and the session of a request, as McpGatewayApp put them in its scope."""
+    scope = getattr(ctx.request, "scope", None) or {}
+    return int(scope[AGENT_SCOPE_KEY]), str(scope[SESSION_SCOPE_KEY])
 
 
 async def list_tools(
@@ -105,31 +101,31 @@ async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolR
         return _text_result(f"No tool {name!r}: the gate lists tools as <server>__<tool>.", error=True)
     tool = await upstream.tool_known(server, split[1])
     annotations = tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool and tool.annotations else {}
-    state = session_state(agent_id, session_id)
-    async with state.lock:  # one call of a session at a time: a held call is forwarded once
+    async with sessions.lock(session_id):  # one call of a session at a time (in this process)
         has_type = await _db(selectors.action_type_named, name) is not None
         if not has_type and annotations.get("readOnlyHint") is True:
             # Contract §6.4: a read-only tool without an action type is forwarded unevaluated.
-            return await _forward(state, server, split[1], name, arguments, action=None)
+            return await _forward(session_id, server, split[1], name, arguments, action=None)
         call = services.ToolCall(
             agent_id=agent_id,
             session_id=session_id,
             tool=name,
             arguments=arguments,
             annotations=annotations,
-            trajectory=list(state.steps),
-            occurrence=state.occurrence(name, arguments),
+            trajectory=await sessions.steps(session_id),
+            occurrence=await sessions.occurrence(session_id, name, arguments),
         )
         try:
             action = await _db(services.tool_call_propose, call)
         except NotPermitted as exc:
             return _text_result(exc.message, error=True)
-        if action.outcome_at is not None:  # forwarded before (say, before a restart): not again
-            state.record(name, arguments, action.outcome_result, forwarded=True)
-            return _text_result(json.dumps(action.outcome_result), error=not action.outcome_executed)
         action = await _db(services.tool_call_wait, str(action.pk), float(settings.GATE_MCP_HOLD_SECONDS))
         if action.status in services.FORWARDED_STATUSES:
-            return await _forward(state, server, split[1], name, services.forwarded_arguments(action), action=action)
+            if action.outcome_at is not None or not await sessions.claim_forward(str(action.pk)):
+                return await _forwarded_before(session_id, name, arguments, str(action.pk))
+            return await _forward(
+                session_id, server, split[1], name, services.forwarded_arguments(action), action=action
+            )
         if action.status in (services.Status.PENDING, services.Status.NEEDS_REVIEW):
             review_url = f"{settings.GATE_PUBLIC_URL}/review/{action.pk}"
             return _text_result(
@@ -138,12 +134,26 @@ async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolR
                 error=True,
             )
         reason = services.refusal_reason(action)
-        state.record(name, arguments, {"error": reason}, forwarded=False)
+        await sessions.record(session_id, name, arguments, {"error": reason}, forwarded=False)
         return _text_result(reason, error=True)
 
 
+async def _forwarded_before(
+    session_id: str, name: str, arguments: dict[str, Any], action_id: str
+) -> types.CallToolResult:
+    """An approved call another request forwarded (or is forwarding): its outcome, never a second
+    forward."""
+    action = await _db(selectors.action_decided, action_id)
+    if action.outcome_at is None:
+        return _text_result(f"Action {action_id} is being forwarded by another request.", error=True)
+    await sessions.record(session_id, name, arguments, action.outcome_result, forwarded=True)
+    if not action.outcome_executed:
+        return _text_result(f"Not forwarded: {action.outcome_error}", error=True)
+    return _text_result(json.dumps(action.outcome_result), error=False)
+
+
 async def _forward(
-    state: SessionState,
+    session_id: str,
     server: policy.McpServerSpec,
     tool: str,
     name: str,
@@ -156,12 +166,12 @@ async def _forward(
     except upstream.UpstreamError as exc:
         if action is not None:
             await _db(services.tool_call_forwarded, action=action, result=None, error=str(exc))
-        state.record(name, arguments, {"error": str(exc)}, forwarded=False)
+        await sessions.record(session_id, name, arguments, {"error": str(exc)}, forwarded=False)
         return _text_result(f"Not forwarded: {exc}", error=True)
     data = _result_data(result)
     if action is not None:
         await _db(services.tool_call_forwarded, action=action, result=data)
-    state.record(name, arguments, data, forwarded=True)
+    await sessions.record(session_id, name, arguments, data, forwarded=True)
     return result
 
 
@@ -174,8 +184,10 @@ server: Server[Any] = Server(
 
 
 class McpGatewayApp:
-    """The ASGI app mounted at /mcp: the agent's token checked, then the SDK's session manager,
-    started on the first request in a task of its own (so it needs no lifespan support)."""
+    """The ASGI app mounted at /mcp: the agent's token checked, the session it names checked to be
+    its own (or a new one issued), then the SDK's session manager, serving statelessly (the
+    sessions are the gateway's: approvals.mcp.sessions), started on the first request in a task
+    of its own (so it needs no lifespan support)."""
 
     def __init__(self) -> None:
         self._manager: StreamableHTTPSessionManager | None = None
@@ -185,7 +197,7 @@ class McpGatewayApp:
     async def _ensure_started(self) -> StreamableHTTPSessionManager:
         if self._started is None:
             self._started = asyncio.Event()
-            self._manager = StreamableHTTPSessionManager(app=server)
+            self._manager = StreamableHTTPSessionManager(app=server, stateless=True)
             self._runner = asyncio.create_task(self._run(self._manager, self._started))
         await self._started.wait()
         assert self._manager is not None
@@ -198,43 +210,55 @@ class McpGatewayApp:
             await asyncio.Event().wait()  # until the process ends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = _bearer(scope)
-        agent = await _db(agent_authenticate, token) if token else None
+        token = _header(scope, b"authorization")
+        scheme, _, token = token.partition(" ")
+        agent = await _db(agent_authenticate, token.strip()) if scheme.lower() == "bearer" and token else None
         if agent is None or not agent.enabled:
-            await _unauthorized(send)
+            await _respond(send, 401, {"error": "unauthorized", "detail": "Authorization: Bearer <agent token>."})
             return
-        scope = {
-            **scope,
-            AGENT_SCOPE_KEY: agent.pk,
-            # The SDK admits a session's later requests only with the credential that opened it.
-            "user": AuthenticatedUser(AccessToken(token="", client_id=f"agent:{agent.pk}", scopes=[])),
-        }
+        method, session_id = scope["method"], _header(scope, SESSION_HEADER)
+        if session_id:
+            if await sessions.owner(session_id) != agent.pk:  # unknown, expired, or another agent's
+                await _respond(send, 404, {"error": "not_found", "detail": "Session not found."})
+                return
+            if method == "DELETE":
+                await sessions.close(session_id)
+                await _respond(send, 200, {})
+                return
+        if method != "POST":  # no stream of the server's own: every answer comes with its request
+            await _respond(send, 405, {"error": "method_not_allowed", "detail": "POST only."})
+            return
+        if not session_id:
+            session_id = await sessions.open(agent.pk)
+            send = _with_session_header(send, session_id)
+        scope = {**scope, AGENT_SCOPE_KEY: agent.pk, SESSION_SCOPE_KEY: session_id}
         manager = await self._ensure_started()
         await manager.handle_request(scope, receive, send)
 
 
-def _bearer(scope: Scope) -> str:
+def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope.get("headers", []):
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+        if key == name:
+            return str(value.decode("latin-1"))
     return ""
 
 
-async def _unauthorized(send: Send) -> None:
-    body = json.dumps({"error": "unauthorized", "detail": "Authorization: Bearer <agent token> is required."})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"www-authenticate", b'Bearer realm="mcp"'),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body.encode()})
+def _with_session_header(send: Send, session_id: str) -> Send:
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (SESSION_HEADER, session_id.encode())]}
+        await send(message)
+
+    return sending
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
 
 
 mcp_gateway_app = McpGatewayApp()

@@ -77,9 +77,10 @@ def upstream_url(calls_log: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def gate_url(celery_worker_process: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One uvicorn for the module (one process: an MCP session lives in the process that opened it)."""
+    """One uvicorn for the module, with the README's two worker processes: a session's requests
+    reach either (the gateway keeps its sessions in Redis)."""
     log = tmp_path_factory.mktemp("gate") / "uvicorn.log"
-    with uvicorn_server(log, env={"GATE_MCP_HOLD_SECONDS": str(HOLD_SECONDS)}) as base:
+    with uvicorn_server(log, env={"GATE_MCP_HOLD_SECONDS": str(HOLD_SECONDS)}, args=("--workers", "2")) as base:
         yield base
 
 
@@ -329,3 +330,16 @@ def test_a_second_agent_never_sees_the_first_agents_session(gate: dict[str, Any]
     bobs = ProposedAction.objects.get(agent=gate["bob"])
     assert bobs.trajectory == []
     assert bobs.context["session_id"] != alices.context["session_id"]
+
+
+def test_a_session_is_one_trajectory_whichever_process_serves_each_call(gate: dict[str, Any]) -> None:
+    async def scenario() -> None:
+        async with mcp_session(gate["url"], gate["alice"].token) as session:
+            for index in range(8):
+                note = await session.call_tool("crm__read_note", {"name": f"n{index}"})
+                assert not note.is_error
+            await session.call_tool("crm__send_email", {"to": "hu@example.com", "body": "after notes"})
+
+    run(scenario)
+    action = ProposedAction.objects.get()
+    assert [step["args"]["name"] for step in action.trajectory] == [f"n{index}" for index in range(8)]
