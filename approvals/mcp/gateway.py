@@ -24,10 +24,11 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Receive, Scope, Send
 
 from approvals import policy
-from approvals.errors import NotPermitted
+from approvals.errors import ServiceError
 from approvals.gate.agents import agent_authenticate
 from approvals.mcp import selectors, services, upstream
 from approvals.mcp.sessions import sessions
+from approvals.models import Status
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolR
         )
         try:
             action = await _db(services.tool_call_propose, call)
-        except NotPermitted as exc:
+        except ServiceError as exc:  # not permitted, or the key of this call taken by another body
             return _text_result(exc.message, error=True)
         action = await _db(services.tool_call_wait, str(action.pk), float(settings.GATE_MCP_HOLD_SECONDS))
         if action.status in services.FORWARDED_STATUSES:
@@ -126,7 +127,7 @@ async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolR
             return await _forward(
                 session_id, server, split[1], name, services.forwarded_arguments(action), action=action
             )
-        if action.status in (services.Status.PENDING, services.Status.NEEDS_REVIEW):
+        if action.status in (Status.PENDING, Status.NEEDS_REVIEW):
             review_url = f"{settings.GATE_PUBLIC_URL}/review/{action.pk}"
             return _text_result(
                 f"Held for review: action {action.pk} waits for a reviewer at {review_url}. "

@@ -105,14 +105,6 @@ def tool_call_wait(action_id: str, seconds: float) -> ProposedAction:
     return selectors.action_decided(action_id)
 
 
-def tool_call_evaluated(action_id: str, seconds: float) -> ProposedAction:
-    """The action once evaluated (no longer pending), or after ``seconds``."""
-    events.wait_for(
-        action_id, seconds, lambda: selectors.action_status(action_id), lambda status: status != Status.PENDING
-    )
-    return selectors.action_decided(action_id)
-
-
 def tool_call_forwarded(*, action: ProposedAction, result: Any, error: str = "") -> bool:
     """Report what the upstream answered as the action's outcome (once: False when it had been
     reported already, i.e. the call was forwarded before)."""

@@ -343,3 +343,24 @@ def test_a_session_is_one_trajectory_whichever_process_serves_each_call(gate: di
     run(scenario)
     action = ProposedAction.objects.get()
     assert [step["args"]["name"] for step in action.trajectory] == [f"n{index}" for index in range(8)]
+
+
+def test_a_tool_the_agent_may_not_propose_or_that_does_not_exist_is_an_error_result(
+    gate: dict[str, Any], calls_log: Path
+) -> None:
+    limited = AgentFactory(name="limited", all_action_types=False)
+    before = len(forwarded(calls_log, "send_email"))
+
+    async def scenario() -> tuple[CallToolResult, CallToolResult]:
+        async with mcp_session(gate["url"], limited.token) as session:
+            refused = await session.call_tool("crm__send_email", {"to": "io@example.com", "body": "x"})
+            unknown = await session.call_tool("nowhere__send_email", {"to": "io@example.com", "body": "x"})
+            return refused, unknown
+
+    refused, unknown = run(scenario)
+    assert refused.is_error
+    assert text_of(refused) == "Agent limited may not propose crm__send_email actions."
+    assert unknown.is_error
+    assert text_of(unknown).startswith("No tool 'nowhere__send_email'")
+    assert len(forwarded(calls_log, "send_email")) == before
+    assert not ProposedAction.objects.exists()
