@@ -9,11 +9,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
+
 from approvals.errors import NotPermitted
 from approvals.gate import agents
 from approvals.gate import services as gate_services
 from approvals.gate.params import params_hash
 from approvals.lifecycle import events
+from approvals.lifecycle.audit import audit_record
 from approvals.lifecycle.transitions import TransitionRefused
 from approvals.mcp import selectors
 from approvals.models import ActionType, Agent, Mode, ProposedAction, Status
@@ -27,6 +30,7 @@ UNLISTED_TOOL_SCHEMA: dict[str, Any] = {
     "required": ["tool", "arguments"],
     "properties": {"tool": {"type": "string"}, "arguments": {"type": "object"}},
 }
+GATEWAY_ACTOR = "mcp-gateway"
 # Decided statuses after which the gateway forwards the call.
 FORWARDED_STATUSES = frozenset({Status.AUTO_APPROVED, Status.APPROVED})
 
@@ -53,14 +57,27 @@ class ToolCall:
 
 
 def unlisted_tool_type() -> ActionType:
-    action_type, _ = ActionType.objects.get_or_create(
-        name=UNLISTED_TOOL_TYPE,
-        defaults={
-            "description": "MCP tools with no action type of their own: every call is held for a reviewer.",
-            "params_schema": UNLISTED_TOOL_SCHEMA,
-            "mode": Mode.REVIEW,
-        },
-    )
+    """The unlisted tools' type; created (audited) the first time it is needed, unless the policy
+    file declared it already (with a review group or rules of its own)."""
+    found = ActionType.objects.filter(name=UNLISTED_TOOL_TYPE).first()
+    if found is not None:
+        return found
+    with transaction.atomic():
+        action_type, created = ActionType.objects.get_or_create(
+            name=UNLISTED_TOOL_TYPE,
+            defaults={
+                "description": "MCP tools with no action type of their own: every call is held for a reviewer.",
+                "params_schema": UNLISTED_TOOL_SCHEMA,
+                "mode": Mode.REVIEW,
+            },
+        )
+        if created:
+            audit_record(
+                action=None,
+                event="action_type_created",
+                actor=GATEWAY_ACTOR,
+                data={"action_type": UNLISTED_TOOL_TYPE, "mode": Mode.REVIEW, "why": "an MCP tool with no action type"},
+            )
     return action_type
 
 

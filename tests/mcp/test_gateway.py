@@ -26,7 +26,7 @@ from rest_framework.authtoken.models import Token
 
 from approvals.gate.policies import policies_import
 from approvals.mcp.services import UNLISTED_TOOL_TYPE
-from approvals.models import ProposedAction, Status
+from approvals.models import AuditEvent, ProposedAction, Status
 from tests.conftest import free_port, stop, uvicorn_server
 from tests.factories import AgentFactory, ReviewerFactory
 
@@ -279,6 +279,9 @@ def test_unknown_tool_that_may_write_is_held_under_the_unlisted_type(gate: dict[
     assert action.status == Status.NEEDS_REVIEW
     assert action.params == {"tool": "crm__delete_note", "arguments": {"name": "groceries"}}
     assert action.context["mcp"]["destructiveHint"] is True
+    created = AuditEvent.objects.get(event="action_type_created")
+    assert created.actor == "mcp-gateway"
+    assert created.data["action_type"] == UNLISTED_TOOL_TYPE
 
 
 def test_stdio_upstream_forwarded(gate: dict[str, Any], calls_log: Path) -> None:
