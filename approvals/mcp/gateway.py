@@ -21,14 +21,16 @@ from django.db import close_old_connections
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from redis import RedisError
 from starlette.types import Receive, Scope, Send
 
 from approvals import policy
+from approvals.api.throttling import agent_rate_hit
 from approvals.errors import ServiceError
 from approvals.gate.agents import agent_authenticate
 from approvals.mcp import selectors, services, upstream
 from approvals.mcp.sessions import sessions
-from approvals.models import Status
+from approvals.models import Agent, Status
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +219,10 @@ class McpGatewayApp:
         if agent is None or not agent.enabled:
             await _respond(send, 401, {"error": "unauthorized", "detail": "Authorization: Bearer <agent token>."})
             return
+        retry_after = await _db(_rate_limited, agent)
+        if retry_after:  # the agent's rate limit, counted with its API requests
+            await _respond(send, 429, {"error": "throttled", "detail": "Rate limit reached."}, retry_after=retry_after)
+            return
         method, session_id = scope["method"], _header(scope, SESSION_HEADER)
         if session_id:
             if await sessions.owner(session_id) != agent.pk:  # unknown, expired, or another agent's
@@ -253,11 +259,24 @@ def _with_session_header(send: Send, session_id: str) -> Send:
     return sending
 
 
-async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
+def _rate_limited(agent: Agent) -> int:
+    """Seconds until the agent may call again, 0 when it may now (or the cache is down: a limit
+    on load, not a safety check, as for the API)."""
+    try:
+        allowed, retry_after = agent_rate_hit(agent)
+    except RedisError:
+        logger.warning("agent %s not rate-counted: the cache is unavailable", agent.pk, exc_info=True)
+        return 0
+    return 0 if allowed else retry_after
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any], *, retry_after: int = 0) -> None:
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="mcp"'))
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 

@@ -367,3 +367,12 @@ def test_a_tool_the_agent_may_not_propose_or_that_does_not_exist_is_an_error_res
     assert text_of(unknown).startswith("No tool 'nowhere__send_email'")
     assert len(forwarded(calls_log, "send_email")) == before
     assert not ProposedAction.objects.exists()
+
+
+def test_the_agents_rate_limit_counts_its_mcp_requests(gate: dict[str, Any]) -> None:
+    agent = AgentFactory(name="chatty", rate_limit_per_minute=2)
+    headers = {"Authorization": f"Bearer {agent.token}", "accept": "application/json, text/event-stream"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    answers = [httpx.post(gate["url"], json=ping, headers=headers, timeout=10) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert int(answers[2].headers["retry-after"]) >= 1
