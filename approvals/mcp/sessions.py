@@ -118,7 +118,11 @@ class SessionStore:
     async def record(
         self, session_id: str, tool: str, arguments: dict[str, Any], result: Any, *, forwarded: bool
     ) -> None:
-        """A call and its result, as a tool_call step of the contract's trajectory format."""
+        """A call and its result, as a tool_call step of the contract's trajectory format (a result
+        longer than GATE_MAX_STRING_LENGTH as JSON is kept as the start of its text)."""
+        text, limit = json.dumps(result, default=str), settings.GATE_MAX_STRING_LENGTH
+        if len(text) > limit:
+            result = {"truncated": True, "text": text[:limit]}
         step = {"kind": "tool_call", "tool": tool, "args": arguments, "result": result}
         client = self._redis()
         if client is None:
