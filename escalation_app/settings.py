@@ -304,6 +304,14 @@ GATE_MAX_WAIT_SECONDS = 30
 GATE_AGENT_RATE_PER_MINUTE = env_int("GATE_AGENT_RATE_PER_MINUTE", 1200)
 # How long an agent's previous token keeps working after a rotation, unless the rotation says.
 GATE_TOKEN_ROTATION_GRACE_MINUTES = env_int("GATE_TOKEN_ROTATION_GRACE_MINUTES", 60)
+# The MCP gateway (contract §6.4; approvals.mcp): how long a held tools/call waits for a reviewer
+# before it answers with the review URL, and how long an upstream server has to answer.
+GATE_MCP_HOLD_SECONDS = env_int("GATE_MCP_HOLD_SECONDS", 20)
+GATE_MCP_UPSTREAM_TIMEOUT_SECONDS = env_int("GATE_MCP_UPSTREAM_TIMEOUT_SECONDS", 30)
+# Where the gateway keeps its sessions in Redis (so that any web process serves any session), and
+# how long an idle session is kept.
+GATE_MCP_REDIS_PREFIX = os.environ.get("GATE_QUEUE_PREFIX", "") + "gate:mcp:"
+GATE_MCP_SESSION_IDLE_SECONDS = env_int("GATE_MCP_SESSION_IDLE_SECONDS", 24 * 3600)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

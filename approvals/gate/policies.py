@@ -101,12 +101,18 @@ def policy_version_record(
     changed: list[str],
     safety_net: SafetyNetReport | None = None,
     accepted: tuple[UnsafeCase, ...] = (),
+    mcp_servers: list[dict[str, Any]] | None = None,
 ) -> PolicyVersion:
     """Snapshot the whole policy as version ``version``; call inside the changing transaction. The
-    unsafe cases the change was accepted with are audited on their own (``policy_risk_accepted``)."""
-    record = PolicyVersion.objects.create(
-        number=version, source=source, created_by=actor, document=selectors.policy_document_current()
-    )
+    unsafe cases the change was accepted with are audited on their own (``policy_risk_accepted``).
+
+    ``mcp_servers``: the upstream MCP servers the imported document named (contract §6.4); None
+    keeps the previous version's (an admin edit, a document without the key)."""
+    document = selectors.policy_document_current()
+    servers = mcp_servers if mcp_servers is not None else selectors.mcp_servers_document_latest()
+    if servers:
+        document["mcp_servers"] = servers
+    record = PolicyVersion.objects.create(number=version, source=source, created_by=actor, document=document)
     data: dict[str, Any] = {"policy_version": version, "source": source, "action_types": changed}
     if safety_net is not None:
         data["safety_net"] = safety_net.audit_data(accepted)
@@ -165,6 +171,7 @@ def policies_import_report(
             changed=[s.name for s in specs],
             safety_net=report,
             accepted=accepted,
+            mcp_servers=policy.mcp_servers_document(document),
         )
     return PolicyChange(version=version, tests=tests, safety_net=report, accepted=accepted)
 

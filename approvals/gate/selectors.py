@@ -286,6 +286,13 @@ def policy_document_current() -> dict[str, Any]:
     return policy.build_document([action_type_spec(t) for t in types])
 
 
+def mcp_servers_document_latest() -> list[dict[str, Any]]:
+    """The upstream MCP servers (contract §6.4) as the newest policy version stores them."""
+    latest = PolicyVersion.objects.order_by("-number").values_list("document", flat=True).first()
+    servers = latest.get("mcp_servers") if isinstance(latest, dict) else None
+    return servers if isinstance(servers, list) else []
+
+
 def policy_versions() -> QuerySet[PolicyVersion]:
     """Every recorded policy version, newest first, without its document (read when iterated)."""
     return PolicyVersion.objects.order_by("-number").defer("document")

@@ -17,6 +17,7 @@ from approvals.policy.engine import (
     schema_findings,
 )
 from approvals.policy.evidence import EvidenceError, HistorySpec, LookupSpec, evidence_fields
+from approvals.policy.mcp import McpServerSpec, mcp_servers_document, parse_mcp_servers, split_tool_name, tool_name
 from approvals.policy.spec import (
     EVIDENCE_FIELDS,
     GROUP_FIELDS,
@@ -45,6 +46,7 @@ __all__ = [
     "EvidenceError",
     "HistorySpec",
     "LookupSpec",
+    "McpServerSpec",
     "PolicyError",
     "PolicyTestResult",
     "PolicyTestSpec",
@@ -61,13 +63,17 @@ __all__ = [
     "evaluation_error_decision",
     "evidence_fields",
     "failed_checks",
+    "mcp_servers_document",
     "normalize_trajectory",
     "parse_action_type",
     "parse_document",
+    "parse_mcp_servers",
     "policy_evaluate",
     "policy_tests_check",
     "policy_tests_run",
     "remembers_approvals",
     "schema_findings",
+    "split_tool_name",
     "stored_tests",
+    "tool_name",
 ]

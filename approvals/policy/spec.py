@@ -25,6 +25,7 @@ from approvals.policy.expressions import (
     NAME_PATTERN,
     check_cel_expression,
 )
+from approvals.policy.mcp import parse_mcp_servers
 from approvals.policy.notify import parse_notify_emails
 from approvals.policy.tests_spec import PolicyTestSpec, is_finite_number, parse_tests
 
@@ -350,8 +351,9 @@ def parse_document(document: Any) -> list[ActionTypeSpec]:
     if not isinstance(document, dict):
         raise PolicyError(["document: must be a mapping with 'version' and 'action_types'"])
     errors: list[str] = []
-    for key in sorted(set(document) - {"version", "action_types"}):
+    for key in sorted(set(document) - {"version", "action_types", "mcp_servers"}):
         errors.append(f"{key}: unknown field")
+    errors.extend(parse_mcp_servers(document.get("mcp_servers"))[1])  # the MCP gateway's (approvals.mcp)
     version = document.get("version")
     # ``true == 1`` in Python; a YAML ``version: true`` is not the format's version.
     if isinstance(version, bool) or version != FORMAT_VERSION:

@@ -8,7 +8,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from approvals import policy
 from approvals.gate.policy_diff import policy_diff, policy_diff_text
-from approvals.gate.selectors import policy_document_current, policy_version_numbered, policy_versions
+from approvals.gate.selectors import (
+    mcp_servers_document_latest,
+    policy_document_current,
+    policy_version_numbered,
+    policy_versions,
+)
 from approvals.models import PolicyVersion
 
 
@@ -61,10 +66,14 @@ class Command(BaseCommand):
             return
         if policy_version is None:
             document = policy_document_current()
+            servers = mcp_servers_document_latest()
         else:
             record = recorded_version(policy_version)
             # jsonb keeps no key order: rebuild the document in the format's own order.
             document = policy.build_document(policy.parse_document(record.document))
+            servers = policy.mcp_servers_document(record.document) or []
+        if servers:  # the MCP gateway's upstream servers (contract §6.4), as the file names them
+            document["mcp_servers"] = servers
         if format == "json":
             self.stdout.write(json.dumps(document, indent=2))
         else:
