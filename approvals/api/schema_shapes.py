@@ -217,7 +217,9 @@ ERROR_OVERRIDES: dict[tuple[str, str, str], list[str]] = {
 
 def error_body_schema(path: str, method: str, code: str) -> dict[str, Any]:
     names = ERROR_OVERRIDES.get((path, method, code), [ERROR_BODIES[code]])
-    return _ref(names[0]) if len(names) == 1 else {"anyOf": [_ref(name) for name in names]}
+    if len(names) == 1:
+        return dict(_ref(names[0]))
+    return {"anyOf": [_ref(name) for name in names]}
 
 
 # --- Links: from a proposed action to what an agent or reviewer does with it next ---------------

@@ -143,7 +143,9 @@ class ActionTypeField(serializers.Field):
 
 class ProposeSerializer(serializers.Serializer):
     action_type = ActionTypeField()
-    params = JSONObjectField(help_text="The tool call's arguments, as an object; the policy checks them against the type's params_schema")
+    params = JSONObjectField(
+        help_text="The tool call's arguments, as an object; the policy checks them against the type's params_schema"
+    )
     idempotency_key = StringField(
         min_length=1,
         max_length=MAX_KEY_LENGTH,
