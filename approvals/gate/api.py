@@ -26,6 +26,7 @@ from approvals.gate.representation import action_representation
 from approvals.gate.tasks import evaluate_action
 from approvals.lifecycle import events
 from approvals.models import FINAL_STATUSES, Agent, ProposedAction, Status
+from approvals.ops import tracing
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
 WAIT = OpenApiParameter("wait", OpenApiTypes.NUMBER, description="Seconds to hold the response (0-30)")
@@ -80,6 +81,7 @@ class ActionCollectionView(APIView):
         summary="Propose an action",
     )
     def post(self, request: Request) -> Response:
+        started = tracing.now_ns() if tracing.ENABLED else 0
         body = request.data
         if not isinstance(body, dict):
             raise ParseError("The body must be a JSON object.")
@@ -113,6 +115,8 @@ class ActionCollectionView(APIView):
         else:
             waited = _after_waiting(request, action, done, seconds=seconds)
             representation = action_representation(waited, new=waited is action)
+        if tracing.ENABLED:
+            tracing.record_proposal(representation, created=created, started_ns=started, headers=request.headers)
         return Response(representation, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
