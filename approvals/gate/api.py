@@ -81,7 +81,14 @@ class ActionCollectionView(APIView):
         summary="Propose an action",
     )
     def post(self, request: Request) -> Response:
-        started = tracing.now_ns() if tracing.ENABLED else 0
+        if not tracing.ENABLED:
+            return self._propose(request)
+        with tracing.proposal_span(request.headers) as span:
+            response = self._propose(request)
+            tracing.proposal_answered(span, response.data, created=response.status_code == status.HTTP_201_CREATED)
+            return response
+
+    def _propose(self, request: Request) -> Response:
         body = request.data
         if not isinstance(body, dict):
             raise ParseError("The body must be a JSON object.")
@@ -115,8 +122,6 @@ class ActionCollectionView(APIView):
         else:
             waited = _after_waiting(request, action, done, seconds=seconds)
             representation = action_representation(waited, new=waited is action)
-        if tracing.ENABLED:
-            tracing.record_proposal(representation, created=created, started_ns=started, headers=request.headers)
         return Response(representation, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

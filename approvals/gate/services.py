@@ -133,7 +133,10 @@ def _enqueue_evaluation_on_commit(action_id: str) -> None:
 
     def enqueue() -> None:
         try:
-            evaluate_action.delay(action_id)
+            if tracing.ENABLED:  # the evaluation's span continues the proposal's trace
+                evaluate_action.apply_async((action_id,), headers=tracing.carrier())
+            else:
+                evaluate_action.delay(action_id)
         except Exception:
             # The action is stored; the sweeper queues it again once the broker is back.
             logger.warning("could not queue evaluation of action %s", action_id, exc_info=True)

@@ -8,16 +8,17 @@ Exported over OTLP/HTTP (protobuf) when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, with the SDK's other OTEL_* settings
 (OTEL_SERVICE_NAME, OTEL_BSP_SCHEDULE_DELAY, OTEL_EXPORTER_OTLP_HEADERS, ...). Off otherwise: the
 SDK is not even imported, and the hot path pays one test of ``ENABLED`` (callers check it before
-calling anything here). Spans are recorded when the work is done, with the moment it started, so
-nothing is wrapped around the work itself. A proposal's span continues the agent's trace when the
-request carries a W3C ``traceparent`` header.
+calling anything here). A proposal's span continues the agent's trace when the request carries a
+W3C ``traceparent`` header, and the evaluation's span continues the proposal's (the task message
+carries its ``traceparent``): one trace from the agent's tool call to the policy's decision.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 ENABLED = False
@@ -74,14 +75,23 @@ def _decided(
         attributes["gate.risk_score"] = risk_score
 
 
-def record_proposal(
-    representation: Mapping[str, Any], *, created: bool, started_ns: int, headers: Mapping[str, str]
-) -> None:
-    """The span of a proposal as answered (its representation): ``gate.decision`` is the status
-    the agent was told (pending, or the decision when it waited for one)."""
-    from opentelemetry import propagate
+@contextmanager
+def proposal_span(headers: Mapping[str, str]) -> Iterator[Any]:
+    """The span of a proposal, current while it is handled (so that the evaluation queued when it
+    commits carries its context: ``carrier``); ended by ``proposal_answered``, never for a refused
+    proposal."""
+    from opentelemetry import propagate, trace
     from opentelemetry.trace import SpanKind
 
+    parent = propagate.extract({"traceparent": headers["traceparent"]}) if "traceparent" in headers else None
+    span = _tracer.start_span("execute_tool", context=parent, kind=SpanKind.SERVER)
+    with trace.use_span(span, end_on_exit=False):
+        yield span
+
+
+def proposal_answered(span: Any, representation: Mapping[str, Any], *, created: bool) -> None:
+    """Name the proposal's span after the tool and end it with what the agent was told:
+    ``gate.decision`` is the status answered (pending, or the decision when it waited for one)."""
     attributes = _tool_call(representation["action_type"], representation["id"], representation["agent"], "propose")
     attributes["gate.replayed"] = not created
     _decided(
@@ -90,15 +100,33 @@ def record_proposal(
         policy_version=representation.get("policy_version"),
         risk_score=representation.get("risk_score"),
     )
-    parent = propagate.extract({"traceparent": headers["traceparent"]}) if "traceparent" in headers else None
-    span = _tracer.start_span(
-        f"execute_tool {representation['action_type']}",
-        context=parent,
-        kind=SpanKind.SERVER,
-        start_time=started_ns,
-        attributes=attributes,
-    )
+    span.update_name(f"execute_tool {representation['action_type']}")
+    span.set_attributes(attributes)
     span.end()
+
+
+def carrier() -> dict[str, str]:
+    """The current span's context as message headers (W3C traceparent)."""
+    from opentelemetry import propagate
+
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+@contextmanager
+def continued(traceparent: str | None) -> Iterator[None]:
+    """Spans started inside continue the trace ``traceparent`` names (a task's message header)."""
+    from opentelemetry import context, propagate
+
+    if not traceparent:
+        yield
+        return
+    token = context.attach(propagate.extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 def record_evaluation(
