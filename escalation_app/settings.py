@@ -336,10 +336,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Agents propose actions; policies decide or hold them for a human.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Every operation documents its 4xx answers and their JSON body (approvals/api/schema.py).
+    # Every operation documents its 4xx answers and their JSON body; the proposal's bounds and
+    # rules; links between the action operations (approvals/api/schema.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "approvals.api.schema.document_errors",
+        "approvals.api.schema.document_proposal",
+        "approvals.api.schema.document_links",
     ],
 }
 

@@ -153,23 +153,18 @@ def smtp_server() -> Iterator[LoopbackSMTP]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any, smtp_server: LoopbackSMTP
-) -> Iterator[str]:
-    """``celery -A escalation_app worker`` as a subprocess, on the test database and test Redis,
-    sending e-mail to the loopback SMTP server."""
-    db_url = subprocess_database_url()
+@contextlib.contextmanager
+def celery_worker(log_path: Path, *, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``celery -A escalation_app worker`` as a subprocess on the test database and test Redis
+    (``env`` adds to or overrides its environment); yields its node name once it answers a ping."""
     node = f"test-{uuid.uuid4().hex[:8]}@localhost"
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     # JSON lines, as a deployed worker writes them (tests/ops/test_observability.py reads them).
-    env = {
+    environment = {
         **os.environ,
-        "DATABASE_URL": db_url,
+        "DATABASE_URL": subprocess_database_url(),
         "GATE_LOG_LEVEL": "INFO",
         "GATE_LOG_FORMAT": "json",
-        "EMAIL_HOST": smtp_server.host,
-        "EMAIL_PORT": str(smtp_server.port),
+        **(env or {}),
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -190,7 +185,7 @@ def celery_worker_process(
                 "INFO",
             ],
             cwd=ROOT,
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -207,6 +202,17 @@ def celery_worker_process(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any, smtp_server: LoopbackSMTP
+) -> Iterator[str]:
+    """The session's worker, sending e-mail to the loopback SMTP server."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    smtp = {"EMAIL_HOST": smtp_server.host, "EMAIL_PORT": str(smtp_server.port)}
+    with celery_worker(log_path, env=smtp) as node:
+        yield node
 
 
 # --- servers on loopback ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rest_framework import serializers
 from approvals import policy
 from approvals.gate.representation import action_representation, remembered_approval_representation
 from approvals.integrations import webhooks
-from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Verdict
+from approvals.models import ActionType, LabelValue, ProposedAction, RememberedApproval, Status, Verdict
 
 MAX_KEY_LENGTH = 255
 MAX_TOOL_NAME_LENGTH = 200
@@ -31,6 +31,7 @@ def storable_moment(moment: datetime, name: str) -> datetime:
         raise serializers.ValidationError({name: [f"Out of range: {exc}."]}) from exc
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
 class JSONObjectField(serializers.JSONField):
     """A JSON object (a mapping), not any JSON value."""
 
@@ -142,11 +143,21 @@ class ActionTypeField(serializers.Field):
 
 class ProposeSerializer(serializers.Serializer):
     action_type = ActionTypeField()
-    params = JSONObjectField()
-    idempotency_key = StringField(max_length=MAX_KEY_LENGTH, required=False, allow_null=True)
+    params = JSONObjectField(
+        help_text="The tool call's arguments, as an object; the policy checks them against the type's params_schema"
+    )
+    idempotency_key = StringField(
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        required=False,
+        allow_null=True,
+        help_text="Equal to the Idempotency-Key header when both are given (else 400); see the operation",
+    )
     confidence = NumberField(min_value=0.0, max_value=1.0, required=False, allow_null=True)
     rationale = StringField(required=False, allow_blank=True, max_length=20000, trim_whitespace=False)
-    context = JSONObjectField(required=False)  # type: ignore[assignment]  # the metaclass pops declared fields
+    context = JSONObjectField(  # type: ignore[assignment]  # the metaclass pops declared fields
+        required=False, help_text="Facts about the call the rules may read (context.session_id groups a session)"
+    )
     trajectory = TrajectoryField(required=False, allow_null=True)
     callback_url = CallbackURLField(required=False, allow_blank=True, max_length=2000)
 
@@ -202,11 +213,11 @@ class ActionSerializer(serializers.Serializer):
     review_url = serializers.CharField()
     action_type = serializers.CharField()
     agent = serializers.CharField()
-    status = serializers.CharField()
-    params = serializers.JSONField()
-    approved_params = serializers.JSONField(allow_null=True, help_text="A reviewer's edit: act with these")
+    status = serializers.ChoiceField(choices=Status.choices)
+    params = JSONObjectField()
+    approved_params = JSONObjectField(allow_null=True, help_text="A reviewer's edit: act with these")
     approved_params_hash = serializers.CharField(allow_null=True)
-    context = serializers.JSONField()  # type: ignore[assignment]  # a declared field
+    context = JSONObjectField()  # type: ignore[assignment]  # a declared field
     confidence = serializers.FloatField(allow_null=True)
     rationale = serializers.CharField()
     idempotency_key = serializers.CharField(allow_null=True)

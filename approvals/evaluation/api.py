@@ -33,8 +33,10 @@ from approvals.lifecycle.audit import actor_of_user
 from approvals.models import Agent
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
-SINCE = OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO date or date-time (inclusive)")
-UNTIL = OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO date or date-time (exclusive)")
+# An ISO 8601 date (its midnight) or date-time (naive ones in the server's time zone).
+MOMENT = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
+SINCE = OpenApiParameter("since", MOMENT, description="ISO date or date-time (inclusive)")
+UNTIL = OpenApiParameter("until", MOMENT, description="ISO date or date-time (exclusive), later than since")
 ACTION_TYPE = OpenApiParameter("action_type", OpenApiTypes.STR)
 REQUIRED_ACTION_TYPE = OpenApiParameter("action_type", OpenApiTypes.STR, required=True)
 CHANGE_ACTION_TYPE = "approvals.change_actiontype"
@@ -280,7 +282,7 @@ class EvaluationSummaryView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("action_type", OpenApiTypes.STR),
-            OpenApiParameter("since", OpenApiTypes.DATETIME),
+            OpenApiParameter("since", MOMENT, description="ISO date or date-time (inclusive)"),
         ],
         responses={200: OpenApiTypes.OBJECT},
         summary="Automation rate and unsafe auto-approvals",

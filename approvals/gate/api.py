@@ -26,6 +26,7 @@ from approvals.gate.representation import action_representation
 from approvals.gate.tasks import evaluate_action
 from approvals.lifecycle import events
 from approvals.models import FINAL_STATUSES, Agent, ProposedAction, Status
+from approvals.ops import tracing
 
 ERROR = OpenApiResponse(response=OpenApiTypes.OBJECT, description="A JSON error body")
 WAIT = OpenApiParameter("wait", OpenApiTypes.NUMBER, description="Seconds to hold the response (0-30)")
@@ -80,6 +81,14 @@ class ActionCollectionView(APIView):
         summary="Propose an action",
     )
     def post(self, request: Request) -> Response:
+        if not tracing.ENABLED:
+            return self._propose(request)
+        with tracing.proposal_span(request.headers) as span:
+            response = self._propose(request)
+            tracing.proposal_answered(span, response.data, created=response.status_code == status.HTTP_201_CREATED)
+            return response
+
+    def _propose(self, request: Request) -> Response:
         body = request.data
         if not isinstance(body, dict):
             raise ParseError("The body must be a JSON object.")

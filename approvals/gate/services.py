@@ -26,6 +26,7 @@ from approvals.lifecycle.transitions import Applied, Cause, TransitionRefused, t
 from approvals.models import ActionType, Agent, Decision, ProposedAction, RememberedApproval, Status, Verdict
 from approvals.notifications.selectors import notifications_wanted
 from approvals.ops import logging as gate_logging
+from approvals.ops import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,10 @@ def _enqueue_evaluation_on_commit(action_id: str) -> None:
 
     def enqueue() -> None:
         try:
-            evaluate_action.delay(action_id)
+            if tracing.ENABLED:  # the evaluation's span continues the proposal's trace
+                evaluate_action.apply_async((action_id,), headers=tracing.carrier())
+            else:
+                evaluate_action.delay(action_id)
         except Exception:
             # The action is stored; the sweeper queues it again once the broker is back.
             logger.warning("could not queue evaluation of action %s", action_id, exc_info=True)
@@ -297,6 +301,16 @@ def action_evaluate(*, action_id: str) -> ProposedAction | None:
         logger.exception("evaluation of action %s failed", action_id)
         decision = policy.evaluation_error_decision(exc, policy_version=action.action_type.policy_version)
     if _apply_decision(action, decision, cause=Cause.POLICY, started=started, evidence=evidence):
+        if tracing.ENABLED:
+            tracing.record_evaluation(
+                action_type=action.action_type.name,
+                action_id=str(action.pk),
+                agent=agent_name,
+                decision=decision.status,
+                policy_version=decision.policy_version,
+                risk_score=decision.risk_score,
+                started_ns=tracing.now_ns() - int((time.perf_counter() - started) * 1e9),
+            )
         logger.info(
             "evaluated: %s",
             decision.status,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from approvals.gate import services
+from approvals.ops import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,20 @@ logger = logging.getLogger(__name__)
 )
 def evaluate_action(self: Task, action_id: str) -> None:
     """Evaluate one proposed action. Safe to run twice: the service decides once."""
+    if tracing.ENABLED:  # its span continues the proposal's trace (the message's traceparent)
+        with tracing.continued(self.request.get("traceparent")):
+            return _evaluate(self, action_id)
+    return _evaluate(self, action_id)
+
+
+def _evaluate(task: Task, action_id: str) -> None:
     try:
         services.action_evaluate(action_id=action_id)
     except DatabaseError as exc:
-        if self.request.retries >= (self.max_retries or 0):
+        if task.request.retries >= (task.max_retries or 0):
             logger.error("giving up evaluating action %s; the sweeper will take it", action_id)
             raise
-        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 30)) from exc
+        raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30)) from exc
 
 
 @shared_task(name="approvals.tasks.sweep_pending_actions", acks_late=True)
