@@ -13,7 +13,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Propose an action */
+        /**
+         * Propose an action
+         * @description The idempotency key may be sent in the Idempotency-Key header, in the body's idempotency_key, or both. When both are given they must be equal, character for character, else 400 {"idempotency_key": ["Differs from the Idempotency-Key header."]} and nothing is stored; when only the header is given it is the key. A key is 1-255 characters after surrounding whitespace is trimmed. The same key with the same body answers the stored action (200); with another body, 409.
+         */
         post: operations["v1_actions_create"];
         delete?: never;
         options?: never;
@@ -329,12 +332,18 @@ export interface components {
             review_url: string;
             action_type: string;
             agent: string;
-            status: string;
-            params: unknown;
+            status: components["schemas"]["StatusEnum"];
+            params: {
+                [key: string]: unknown;
+            };
             /** @description A reviewer's edit: act with these */
-            approved_params: unknown;
+            approved_params: {
+                [key: string]: unknown;
+            } | null;
             approved_params_hash: string | null;
-            context: unknown;
+            context: {
+                [key: string]: unknown;
+            };
             /** Format: double */
             confidence: number | null;
             rationale: string;
@@ -392,7 +401,9 @@ export interface components {
             /** @description Approve only: also approve, for this many minutes, later proposals of the same agent, type and context.session_id that fail only checks this one failed. */
             remember_minutes?: number | null;
             /** @description Approve only: the params the agent is to act with instead of the proposed ones (checked against the action type's schema); reason says why. */
-            params?: unknown;
+            params?: {
+                [key: string]: unknown;
+            } | null;
         };
         Label: {
             readonly id: number;
@@ -456,13 +467,60 @@ export interface components {
         Propose: {
             /** @description The name of an action type */
             action_type: string;
-            params: unknown;
+            /** @description The tool call's arguments, as an object; the policy checks them against the type's params_schema */
+            params: {
+                [key: string]: unknown;
+            };
+            /** @description Equal to the Idempotency-Key header when both are given (else 400); see the operation */
             idempotency_key?: string | null;
             /** Format: double */
             confidence?: number | null;
             rationale?: string;
-            context?: unknown;
-            trajectory?: (Record<string, never>[] | Record<string, never>) | null;
+            /** @description Facts about the call the rules may read (context.session_id groups a session) */
+            context?: {
+                [key: string]: unknown;
+            };
+            /** @description What the agent did before (at most 1000 steps once normalised, GATE_MAX_TRAJECTORY_STEPS) */
+            trajectory?: (({
+                /** @enum {string} */
+                kind: "tool_call";
+                tool: string;
+                /** @description An object (a string holding a JSON object is read as that object) */
+                args?: {
+                    [key: string]: unknown;
+                } | null;
+                /** @description Any JSON value; a string holding JSON is read as that value */
+                result?: unknown;
+            } | {
+                /** @enum {string} */
+                kind: "message";
+                /**
+                 * @default assistant
+                 * @enum {string}
+                 */
+                role?: "user" | "assistant" | "system" | "tool";
+                /** @description Text, OpenAI content parts, or any JSON value (read as its JSON text) */
+                content?: unknown;
+            })[] | {
+                /** @enum {string} */
+                format: "openai";
+                messages: {
+                    /** @enum {string} */
+                    role: "user" | "assistant" | "system" | "tool" | "developer" | "function";
+                    /** @description Text or OpenAI content parts */
+                    content?: unknown;
+                    tool_calls?: {
+                        id?: string;
+                        type?: string;
+                        function: {
+                            name: string;
+                            /** @description JSON text of an object */
+                            arguments?: unknown;
+                        };
+                    }[] | null;
+                    tool_call_id?: string;
+                }[];
+            }) | null;
             /** Format: uri */
             callback_url?: string;
         };
@@ -493,17 +551,56 @@ export interface components {
             applied_to: number;
         };
         /**
+         * @description * `pending` - Pending
+         *     * `needs_review` - Needs review
+         *     * `auto_approved` - Auto-approved
+         *     * `approved` - Approved
+         *     * `rejected` - Rejected
+         *     * `blocked` - Blocked
+         *     * `expired` - Expired
+         *     * `cancelled` - Cancelled
+         * @enum {string}
+         */
+        StatusEnum: "pending" | "needs_review" | "auto_approved" | "approved" | "rejected" | "blocked" | "expired" | "cancelled";
+        /**
          * @description * `approve` - Approve
          *     * `reject` - Reject
          * @enum {string}
          */
         VerdictEnum: "approve" | "reject";
-        /** @description Either {"detail": "..."} or {"<field>": ["message", ...], ...}. */
+        /** @description Every error that is not about particular fields */
         Error: {
-            detail?: string;
-        } & {
-            [key: string]: unknown;
+            detail: string;
         };
+        /** @description Field errors: {"<field>": ["message", ...], ...}; a list field's items by index ({"tags": {"0": ["message"]}}), errors of the whole body under non_field_errors */
+        ValidationErrors: {
+            [key: string]: string[] | Record<string, never> | string;
+        };
+        /** @description A reviewer's edited params that do not fit the action type's params_schema: each problem with its JSON pointer */
+        ParamsError: {
+            detail: string;
+            params: {
+                /** @description JSON pointer into params ('/' for the whole) */
+                path: string;
+                message: string;
+            }[];
+        };
+        /** @description Thresholds that would newly auto-approve actions labelled unsafe; nothing changed */
+        UnsafePolicyChange: {
+            detail: string;
+            unsafe_newly_auto_approved: {
+                id?: string;
+                action_type?: string;
+                summary?: string;
+                live_status?: string;
+            }[];
+            safe_newly_auto_approved: number;
+            replayed: number;
+        };
+        /** @description A malformed request: one message, or the fields' messages */
+        BadRequest: components["schemas"]["Error"] | components["schemas"]["ValidationErrors"];
+        /** @description A malformed decision, or edited params that do not fit the schema (ParamsError) */
+        DecisionBadRequest: components["schemas"]["ParamsError"] | components["schemas"]["Error"] | components["schemas"]["ValidationErrors"];
     };
     responses: never;
     parameters: never;
@@ -516,10 +613,11 @@ export interface operations {
     v1_actions_create: {
         parameters: {
             query?: {
-                /** @description Seconds to hold the response (0-30) */
+                /** @description Seconds to hold the response until the action is decided (0-30, GATE_MAX_WAIT_SECONDS). A negative or non-finite number, or one that is not a number, is a 400; a larger one is held to 30. */
                 wait?: number;
             };
             header?: {
+                /** @description The idempotency key may be sent in the Idempotency-Key header, in the body's idempotency_key, or both. When both are given they must be equal, character for character, else 400 {"idempotency_key": ["Differs from the Idempotency-Key header."]} and nothing is stored; when only the header is given it is the key. A key is 1-255 characters after surrounding whitespace is trimmed. The same key with the same body answers the stored action (200); with another body, 409. */
                 "Idempotency-Key"?: string;
             };
             path?: never;
@@ -553,7 +651,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -617,7 +715,7 @@ export interface operations {
     v1_actions_retrieve: {
         parameters: {
             query?: {
-                /** @description Seconds to hold the response (0-30) */
+                /** @description Seconds to hold the response until the action is decided (0-30, GATE_MAX_WAIT_SECONDS). A negative or non-finite number, or one that is not a number, is a 400; a larger one is held to 30. */
                 wait?: number;
             };
             header?: never;
@@ -642,7 +740,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -710,7 +808,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -800,7 +898,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["DecisionBadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -886,7 +984,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -958,7 +1056,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -1048,7 +1146,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -1114,7 +1212,7 @@ export interface operations {
             query?: {
                 /** @description ISO date or date-time (inclusive) */
                 since?: string;
-                /** @description ISO date or date-time (exclusive) */
+                /** @description ISO date or date-time (exclusive), later than since */
                 until?: string;
             };
             header?: never;
@@ -1139,7 +1237,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1188,7 +1286,7 @@ export interface operations {
                 action_type?: string;
                 /** @description ISO date or date-time (inclusive) */
                 since?: string;
-                /** @description ISO date or date-time (exclusive) */
+                /** @description ISO date or date-time (exclusive), later than since */
                 until?: string;
             };
             header?: never;
@@ -1211,7 +1309,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1260,7 +1358,7 @@ export interface operations {
                 action_type?: string;
                 /** @description ISO date or date-time (inclusive) */
                 since?: string;
-                /** @description ISO date or date-time (exclusive) */
+                /** @description ISO date or date-time (exclusive), later than since */
                 until?: string;
             };
             header?: never;
@@ -1283,7 +1381,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1334,7 +1432,7 @@ export interface operations {
                 group_by?: "action_type" | "agent" | "day";
                 /** @description ISO date or date-time (inclusive) */
                 since?: string;
-                /** @description ISO date or date-time (exclusive) */
+                /** @description ISO date or date-time (exclusive), later than since */
                 until?: string;
             };
             header?: never;
@@ -1359,7 +1457,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1429,7 +1527,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1497,7 +1595,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1544,6 +1642,7 @@ export interface operations {
         parameters: {
             query?: {
                 action_type?: string;
+                /** @description ISO date or date-time (inclusive) */
                 since?: string;
             };
             header?: never;
@@ -1568,7 +1667,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -1638,7 +1737,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1710,7 +1809,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1746,7 +1845,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["UnsafePolicyChange"] | components["schemas"]["Error"];
                 };
             };
             /** @description The request body is larger than GATE_MAX_BODY_BYTES */
@@ -1802,7 +1901,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
@@ -1870,7 +1969,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description A JSON error body */
@@ -1959,7 +2058,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["BadRequest"];
                 };
             };
             /** @description No valid credentials */
