@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-import timeit
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -188,27 +187,13 @@ def test_proposals_and_evaluations_are_exported_as_tool_call_spans(traced_stack:
     assert _eventually(lambda: len(collector.matching(**{"gate.stage": "evaluate"})) == 2), collector.spans
 
 
-def test_tracing_is_off_without_an_endpoint_and_costs_a_proposal_nothing(
-    policy_v1: int, propose: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Off, the proposal path pays ``if tracing.ENABLED`` (the view, the queueing, the task and the
-    evaluation, once each): measured against a proposal."""
+def test_tracing_is_off_without_an_endpoint(policy_v1: int, propose: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off, nothing is configured and the proposal path pays one ``if tracing.ENABLED`` per stage
+    (the view, the queueing, the task and the evaluation): proposals go on as ever."""
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     assert tracing.ENABLED is False
     assert tracing.configure() is False
 
     body = {"action_type": "refund", "params": {"order_id": "A-1", "amount": 20}, "trajectory": LOOKED_UP}
-    rounds = 20
-    proposal_seconds = timeit.timeit(lambda: propose(body), number=rounds) / rounds
-
-    def guards() -> None:
-        for _ in range(4):
-            if tracing.ENABLED:
-                raise AssertionError("on")
-
-    calls = 200_000
-    guard_seconds = timeit.timeit(guards, number=calls) / calls
-    ratio = guard_seconds / proposal_seconds
-    print(f"\ntracing off: {guard_seconds * 1e9:.0f} ns a proposal, {ratio:.1e} of its cost")
-    assert ratio < 1e-3
+    assert propose(body).action["status"] == "auto_approved"
