@@ -98,6 +98,17 @@ def action_propose(
     return action, True
 
 
+def proposal_permitted_check(agent: Agent, action_type: ActionType) -> None:
+    """Raise NotPermitted unless ``agent`` may propose actions of ``action_type`` now: both enabled,
+    and the type among the agent's (every door that proposes: the API, the MCP gateway)."""
+    if not agent.enabled:
+        raise NotPermitted(f"Agent {agent.name} is disabled.")
+    if not action_type.enabled:
+        raise NotPermitted(f"Action type {action_type.name} is disabled.")
+    if not agents.agent_may_propose(agent, action_type):
+        raise NotPermitted(f"Agent {agent.name} may not propose {action_type.name} actions.")
+
+
 def action_propose_validated(
     *, agent: Agent, values: dict[str, Any], body: dict[str, Any]
 ) -> tuple[ProposedAction, bool]:
@@ -106,12 +117,7 @@ def action_propose_validated(
     ``body`` is the proposal as sent, for the idempotency fingerprint. Raises NotPermitted.
     """
     action_type = values["action_type"]
-    if not agent.enabled:
-        raise NotPermitted(f"Agent {agent.name} is disabled.")
-    if not action_type.enabled:
-        raise NotPermitted(f"Action type {action_type.name} is disabled.")
-    if not agents.agent_may_propose(agent, action_type):
-        raise NotPermitted(f"Agent {agent.name} may not propose {action_type.name} actions.")
+    proposal_permitted_check(agent, action_type)
     trajectory = values.get("trajectory") or {"raw": None, "steps": []}
     return action_propose(
         agent=agent,

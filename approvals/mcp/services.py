@@ -11,8 +11,6 @@ from typing import Any
 
 from django.db import transaction
 
-from approvals.errors import NotPermitted
-from approvals.gate import agents
 from approvals.gate import services as gate_services
 from approvals.gate.params import params_hash
 from approvals.lifecycle import events
@@ -91,12 +89,7 @@ def tool_call_propose(call: ToolCall) -> ProposedAction:
         params: dict[str, Any] = {"tool": call.tool, "arguments": call.arguments}
     else:
         params = call.arguments
-    if not agent.enabled:
-        raise NotPermitted(f"Agent {agent.name} is disabled.")
-    if not action_type.enabled:
-        raise NotPermitted(f"Action type {action_type.name} is disabled.")
-    if not agents.agent_may_propose(agent, action_type):
-        raise NotPermitted(f"Agent {agent.name} may not propose {action_type.name} actions.")
+    gate_services.proposal_permitted_check(agent, action_type)
     context = {"session_id": call.session_id, "mcp": {**call.annotations, "tool": call.tool}}
     action, _ = gate_services.action_propose(
         agent=agent,
