@@ -18,6 +18,7 @@ import anyio
 import mcp_types as types
 from django.conf import settings
 from django.db import close_old_connections
+from django.http.request import split_domain_port, validate_host
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -213,6 +214,19 @@ class McpGatewayApp:
             await asyncio.Event().wait()  # until the process ends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # What Django's middleware does for every other path: the Host checked against
+        # ALLOWED_HOSTS, and no body over GATE_MAX_BODY_BYTES read (contract §1 limits).
+        domain, _ = split_domain_port(_header(scope, b"host"))
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            await _respond(send, 400, {"error": "bad_request", "detail": "Invalid Host header."})
+            return
+        if scope["method"] == "POST":
+            body = await _bounded_body(receive, settings.GATE_MAX_BODY_BYTES)
+            if body is None:
+                detail = f"Request body is larger than {settings.GATE_MAX_BODY_BYTES} bytes."
+                await _respond(send, 413, {"error": "too_large", "detail": detail})
+                return
+            receive = _replaying(body, receive)
         token = _header(scope, b"authorization")
         scheme, _, token = token.partition(" ")
         agent = await _db(agent_authenticate, token.strip()) if scheme.lower() == "bearer" and token else None
@@ -241,6 +255,33 @@ class McpGatewayApp:
         scope = {**scope, AGENT_SCOPE_KEY: agent.pk, SESSION_SCOPE_KEY: session_id}
         manager = await self._ensure_started()
         await manager.handle_request(scope, receive, send)
+
+
+async def _bounded_body(receive: Receive, limit: int) -> bytes | None:
+    """The request's whole body, or None once it is over ``limit`` bytes (read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left: nothing to answer
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the SDK the body already read, then whatever comes next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -376,3 +376,25 @@ def test_the_agents_rate_limit_counts_its_mcp_requests(gate: dict[str, Any]) -> 
     answers = [httpx.post(gate["url"], json=ping, headers=headers, timeout=10) for _ in range(3)]
     assert [answer.status_code for answer in answers] == [200, 200, 429]
     assert int(answers[2].headers["retry-after"]) >= 1
+
+
+def test_the_gateway_keeps_the_limits_of_every_other_path(gate: dict[str, Any]) -> None:
+    """Django's middleware does not see /mcp: the gateway checks the Host against ALLOWED_HOSTS and
+    reads no body over GATE_MAX_BODY_BYTES (1 MiB by default) itself, before the token."""
+    auth = {"Authorization": f"Bearer {gate['alice'].token}", "accept": "application/json, text/event-stream"}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "crm__send_email", "arguments": {"to": "a@example.com", "body": "x" * (1 << 20)}},
+    }
+    with httpx.Client(timeout=20) as raw:
+        too_large = raw.post(gate["url"], json=call, headers=auth)
+        forged_host = raw.post(
+            gate["url"], json={"jsonrpc": "2.0", "id": 2, "method": "ping"}, headers={**auth, "Host": "evil.example"}
+        )
+    assert too_large.status_code == 413
+    assert "larger than" in too_large.json()["detail"]
+    assert forged_host.status_code == 400
+    assert forged_host.json()["detail"] == "Invalid Host header."
+    assert not ProposedAction.objects.exists()
