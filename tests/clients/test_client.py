@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import gate_client
@@ -21,13 +20,6 @@ from tests.agents_stack import Stack, in_thread
 from tests.conftest import LOOKED_UP, ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
 
 
 def test_propose_waits_for_the_automatic_decision_with_a_default_idempotency_key(stack: Stack) -> None:

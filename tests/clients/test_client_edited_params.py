@@ -5,7 +5,6 @@ API. The decorated function runs with the approved params and reports their hash
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import gate_client
@@ -16,13 +15,6 @@ from approvals.models import ProposedAction
 from tests.agents_stack import Stack, in_thread
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
 
 
 def approve_edited(stack: Stack, action_id: str, params: dict[str, Any], reason: str) -> None:

@@ -9,40 +9,17 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import gate_client
 import pytest
 
 from approvals.models import ProposedAction
-from tests.agents_stack import Stack
+from tests.agents_stack import Stack, in_thread
 from tests.conftest import LOOKED_UP, ROOT
 
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
-
-
-def in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed to the test thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 def test_a_refusal_comes_back_as_a_value_for_the_model_and_the_caller_sees_the_action(stack: Stack) -> None:

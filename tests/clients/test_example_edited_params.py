@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import agents
@@ -27,13 +26,6 @@ from tests.factories import AgentFactory, ReviewerFactory
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 lg = load_example("langgraph_agent.py")
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
 
 
 def test_the_langgraph_agent_runs_the_reviewer_s_edit(stack: Stack) -> None:

@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import gate_client
@@ -26,13 +25,6 @@ EXAMPLE = ROOT / "examples" / "agents" / "langgraph_agent.py"
 
 
 lg = load_example("langgraph_agent.py")
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
 
 
 class Refunds:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import gate_client
@@ -19,13 +18,6 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(transaction=True)]
 
 EXAMPLE = ROOT / "examples" / "agents" / "langgraph_restart.py"
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
 
 
 def run(stack: Stack, mode: str, directory: Path) -> str:

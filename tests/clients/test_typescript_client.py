@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from rest_framework.authtoken.models import Token
@@ -24,13 +23,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.server, pytest.mark.django_db(tran
 PACKAGE = ROOT / "clients" / "typescript"
 # Every test of the node suite: none may be skipped for want of the stack.
 EXPECTED_TESTS = 20
-
-
-@pytest.fixture
-def stack(asgi_server: str) -> Iterator[Stack]:
-    stack = Stack(asgi_server)
-    yield stack
-    stack.close()
 
 
 def summary(output: str, name: str) -> int:

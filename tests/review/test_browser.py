@@ -57,8 +57,8 @@ def chromium(people: dict[str, Any]) -> Iterator[Any]:
         browser.close()
 
 
-def log_in(browser: Any, base: str, username: str) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+def log_in(browser: Any, base: str, username: str, *, width: int = 1280, height: int = 900) -> Any:
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
     page.goto(f"{base}/review/")
     page.fill("#id_username", username)
     page.fill("#id_password", "correct-horse-battery")

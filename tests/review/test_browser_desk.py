@@ -18,6 +18,7 @@ from approvals.gate.policies import policies_import
 from tests.conftest import LOOKED_UP, TEST_POLICY, uvicorn_server
 from tests.factories import AgentFactory, ReviewerFactory
 from tests.review.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.review.test_browser import log_in as reviewer_log_in
 
 UNDO_SECONDS = 5  # static/approvals/app.js
 
@@ -68,14 +69,8 @@ def base(desk_server: str, people: dict[str, Any]) -> str:
 
 
 def log_in(browser: Any, base: str, *, width: int = 1280, height: int = 900, username: str = "rosa") -> Any:
-    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-    page.goto(f"{base}/review/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "correct-horse-battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/review/")
-    page.wait_for_selector("#live[data-state=open]")
-    return page
+    """The desk's reviewer (rosa, made by ``people``) logged in, the live queue open."""
+    return reviewer_log_in(browser, base, username, width=width, height=height)
 
 
 def held_refund(base: str, agent: Any, amount: float = 500) -> str:
